@@ -1,0 +1,284 @@
+"""Typed configuration for every stage, loaded from YAML presets in ``configs/``.
+
+A run's configuration is one :class:`Config` made of one dataclass per stage. Presets are YAML
+files holding any subset of the fields (missing fields keep the defaults below); command-line
+flags override single fields with dotted keys (``optim.iters=200``). The resolved config is
+saved in every run folder so a run can be resumed or reproduced exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class MeshConfig:
+    """How the input mesh is loaded and prepared."""
+
+    up_axis: Literal["x", "y", "z", "-x", "-y", "-z"] = "y"  # input axis that points up
+    rotate_degrees: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])  # extra xyz Euler rotation
+    clean: bool = True  # drop NaN/degenerate/duplicate faces, merge duplicate vertices
+    max_edge: float | None = 0.03  # split edges longer than this (normalized units, radius 1); None: off
+    max_faces: int | None = 200_000  # decimate above this many faces; None: off
+    use_input_colors: bool = False  # start from the file's vertex colours instead of grey
+
+
+@dataclass
+class ViewsConfig:
+    """Which cameras see the mesh during optimization."""
+
+    n_views: int = 5
+    mode: Literal["front", "orbit"] = "front"  # jitter around a front view, or evenly around
+    center_azimuth: float = math.pi / 2  # radians; pi/2 looks at the +z side (the front)
+    center_elevation: float = 0.0  # radians
+    std: float = 4.0  # jitter: azimuth sd 2pi/std, elevation sd pi/std
+    radius: float = 2.0  # camera distance from the origin (mesh fits the unit sphere)
+    fov_degrees: float = 60.0
+
+
+@dataclass
+class RenderConfig:
+    """How renders for CLIP are drawn."""
+
+    resolution: int = 224  # square render size before augmentation
+    background: list[float] = dataclasses.field(default_factory=lambda: [1.0, 1.0, 1.0])
+    lighting: Literal["sh", "unlit"] = "sh"
+
+
+@dataclass
+class FieldConfig:
+    """The neural style field (MLP over Fourier features)."""
+
+    sigma: float = 5.0  # std of the Gaussian Fourier feature frequencies
+    n_frequencies: int = 256
+    width: int = 256
+    depth: int = 4  # hidden layers in the shared trunk
+    head_depth: int = 2  # hidden layers per head
+    normratio: float = 0.1  # max |displacement| along the normal (normalized units)
+    symmetry: bool = False  # feed |z| so left/right halves match
+    standardize: bool = False  # per-axis standardization of the inputs
+    progressive: bool = False  # progressive unmasking of frequency bands
+    colors: bool = True  # predict colour
+    displacement: bool = True  # predict displacement
+
+
+@dataclass
+class GuidanceConfig:
+    """CLIP model and the loss terms built on it."""
+
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = "openai"
+    clip_checkpoint: str | None = None
+    n_augs: int = 1  # full-view augmentations per view
+    n_local_augs: int = 4  # local-crop augmentations
+    local_crop: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.1])  # area range of local crops
+    perspective_distortion: float = 0.5
+    perspective_p: float = 0.8
+    geometry_loss: bool = True  # local crops of grey renders judge displacements
+    full_weight: float = 1.0
+    local_weight: float = 1.0
+    geometry_weight: float = 1.0
+    averaging: Literal["views", "none"] = "views"  # average embeddings over views before cosine
+
+
+@dataclass
+class OptimConfig:
+    """The optimization loop."""
+
+    iters: int = 1500
+    lr: float = 5e-4
+    lr_decay: float = 0.9
+    decay_step: int = 100
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    snapshot_every: int = 100  # progress renders; 0: off
+    checkpoint_every: int = 50
+
+
+@dataclass
+class OutputConfig:
+    """What a finished run writes."""
+
+    formats: list[str] = dataclasses.field(default_factory=lambda: ["obj", "ply"])
+    n_final_views: int = 4
+    final_resolution: int = 512
+    turntable: bool = True
+    before_after: bool = True
+
+
+@dataclass
+class Config:
+    """Everything a stylization run needs besides the mesh and the prompts."""
+
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    views: ViewsConfig = dataclasses.field(default_factory=ViewsConfig)
+    render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    prompts: list[str] = dataclasses.field(default_factory=list)  # "text" or "text:weight"; set per run
+    image_prompts: list[str] = dataclasses.field(default_factory=list)  # "file" or "file:weight"
+    negatives: list[str] = dataclasses.field(default_factory=list)  # texts with weight -1
+    mesh_path: str | None = None  # the preset's default mesh (demo presets)
+
+
+def _type_check(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a YAML value against a dataclass field type; raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _type_check(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_type_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown config key {where + '.' if where else ''}{sorted(unknown)[0]}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _from_dict(tp, value or {}, key)
+        else:
+            kwargs[name] = _type_check(value, tp, key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build a Config from a (partial) nested dict; unknown keys and bad types raise ConfigError."""
+    return _from_dict(Config, data or {}, "")
+
+
+def config_to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def merge_dicts(base: dict, override: dict) -> dict:
+    """Recursive dict merge (override wins)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"cannot read config {path}: {reason}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections")
+    return data
+
+
+def list_presets() -> list[str]:
+    """Names of the YAML presets in ``configs/``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def preset_dict(name: str) -> dict:
+    """The raw (partial) dict of a preset; presets may name a ``base:`` preset to extend."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    return merge_dicts(preset_dict(base), data) if base else data
+
+
+def load_config(
+    preset: str | None = None, path: str | Path | None = None, overrides: dict | None = None
+) -> Config:
+    """Resolve a config: defaults <- preset (or YAML file) <- overrides (a partial nested dict)."""
+    data: dict = {}
+    if preset is not None and path is not None:
+        raise ConfigError("give either a preset or a config file, not both")
+    if preset is not None:
+        data = preset_dict(preset)
+    elif path is not None:
+        data = _read_yaml(Path(path))
+        base = data.pop("base", None)
+        if base:
+            data = merge_dicts(preset_dict(base), data)
+    return config_from_dict(merge_dicts(data, overrides or {}))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    tmp.replace(path)
+
+
+def dotted_override(key: str, value: Any) -> dict:
+    """``("optim.iters", 5)`` -> ``{"optim": {"iters": 5}}``."""
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
