@@ -67,7 +67,8 @@ class FieldConfig:
     depth: int = 4  # hidden layers in the shared trunk
     head_depth: int = 2  # hidden layers per head
     normratio: float = 0.1  # max |displacement| along the normal (normalized units)
-    symmetry: bool = False  # feed |z| so left/right halves match
+    symmetry: bool = False  # feed |coordinate| along symmetry_axis so left/right halves match
+    symmetry_axis: Literal["x", "y", "z"] = "x"  # mirror axis; x for a y-up mesh facing +z
     standardize: bool = False  # per-axis standardization of the inputs
     progressive: bool = False  # progressive unmasking of frequency bands
     colors: bool = True  # predict colour
@@ -91,6 +92,7 @@ class GuidanceConfig:
     local_weight: float = 1.0
     geometry_weight: float = 1.0
     averaging: Literal["views", "none"] = "views"  # average embeddings over views before cosine
+    clip_batch: int | None = None  # images per CLIP call; None: all of an iteration's images in one call
 
 
 @dataclass
@@ -119,6 +121,24 @@ class OutputConfig:
 
 
 @dataclass
+class ImagineConfig:
+    """The 2D mode (``imagine``): which canvas, how large, and the cutouts CLIP sees."""
+
+    generator: Literal["field", "pixels", "strokes"] = "field"  # what parametrizes the picture
+    size: list[int] = dataclasses.field(default_factory=lambda: [512, 512])  # output width, height
+    render_size: int = 224  # shorter side of the picture while optimizing (<= the output's)
+    lr: float | None = None  # None: field optim.lr, pixels 0.05, strokes 0.01
+    pixel_resolution: int = 24  # pixels: shorter side of the free colour grid (bicubic upsampling)
+    n_strokes: int = 64  # strokes: number of brush strokes
+    stroke_width: list[float] = dataclasses.field(default_factory=lambda: [0.02, 0.08])  # initial widths, fraction of the shorter side
+    n_cutouts: int = 16  # random square crops CLIP sees per step (the first is the whole picture)
+    cutout_start: list[float] = dataclasses.field(default_factory=lambda: [0.6, 1.0])  # crop sizes (min, max) at the first step, fraction of the shorter side
+    cutout_end: list[float] = dataclasses.field(default_factory=lambda: [0.2, 0.6])  # crop sizes at the last step
+    init_image: str | None = None  # start from this picture
+    gif_frames: int = 24  # frames of progress.gif (and of strokes.gif)
+
+
+@dataclass
 class Config:
     """Everything a stylization run needs besides the mesh and the prompts."""
 
@@ -129,6 +149,7 @@ class Config:
     guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    imagine: ImagineConfig = dataclasses.field(default_factory=ImagineConfig)
     prompts: list[str] = dataclasses.field(default_factory=list)  # "text" or "text:weight"; set per run
     image_prompts: list[str] = dataclasses.field(default_factory=list)  # "file" or "file:weight"
     negatives: list[str] = dataclasses.field(default_factory=list)  # texts with weight -1

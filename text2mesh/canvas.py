@@ -1,0 +1,319 @@
+"""Canvases of the 2D mode: pictures the shared optimization loop can optimize.
+
+A canvas is an ``nn.Module`` whose parameters define a picture; ``canvas.texture((H, W))``
+draws it at any size as a [3, H, W] image in [0, 1] (row 0 at the top). Three generators:
+
+- :class:`FieldCanvas` -- the style field (:class:`~text2mesh.field.StyleField`) evaluated at
+  the points of a flat grid (the picture plane ``z = 0``);
+- :class:`PixelCanvas` -- a free colour grid at a low resolution, smoothly (bicubically)
+  upsampled;
+- :class:`StrokeCanvas` -- a list of brush strokes drawn by :mod:`text2mesh.strokes`.
+
+All three can start from an init image: the canvas then draws
+``sigmoid(logit(init) + offset)`` where the generator's offset is exactly zero before the first
+step, so an untouched canvas IS the init image.
+
+:class:`CanvasScene` is the degenerate mesh scene the 2D mode is rendered through: a flat grid
+mesh facing one fixed camera, coloured by a texture and drawn by the shared renderer, unlit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import FieldConfig
+from .field import StyleField
+from .strokes import Strokes, random_strokes, render_strokes
+from .views import Cameras, cameras_from_angles
+
+__all__ = [
+    "Canvas",
+    "FieldCanvas",
+    "PixelCanvas",
+    "StrokeCanvas",
+    "CanvasScene",
+    "canvas_scene",
+    "plane_points",
+    "resize_image",
+]
+
+_EPS = 1e-4
+HAIR = 1e-2  # pixels: offset of the canvas grid from the render's pixel centres
+
+
+def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """[3, H, W] -> [3, h, w], bilinear with antialiasing (identity when the size matches)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    out = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out[0]
+
+
+def _logit(image: Tensor) -> Tensor:
+    return torch.logit(image.clamp(_EPS, 1.0 - _EPS))
+
+
+def plane_points(size: tuple[int, int], *, dtype=torch.float32, device="cpu") -> Tensor:
+    """Pixel centres of an (H, W) picture on the plane z = 0.
+
+    The picture spans y in [-1, 1] (up) and x in [-W/H, W/H], so a picture's content does not
+    depend on its resolution, only on its aspect ratio.
+
+    Returns:
+        [H * W, 3] points, row-major from the top-left pixel.
+    """
+    height, width = size
+    aspect = width / height
+    ys = 1.0 - (torch.arange(height, dtype=dtype, device=device) + 0.5) * (2.0 / height)
+    xs = (-1.0 + (torch.arange(width, dtype=dtype, device=device) + 0.5) * (2.0 / width)) * aspect
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y, torch.zeros_like(grid_x)], dim=-1).reshape(-1, 3)
+
+
+class Canvas(nn.Module):
+    """Base class: a parametrized picture.
+
+    Subclasses implement :meth:`texture`; :meth:`perturb` moves the parameters a little (for
+    ``vary``), :meth:`init_image` gives the picture the canvas started from (or None).
+    """
+
+    kind: str = ""
+
+    def __init__(self, init: Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("init", None if init is None else init.detach().float().clone())
+
+    def base_logits(self, size: tuple[int, int]) -> Tensor | None:
+        """logit(init image) at ``size`` ([3, H, W]), or None without an init image."""
+        if self.init is None:
+            return None
+        return _logit(resize_image(self.init, size))
+
+    def texture(self, size: tuple[int, int], progress: float = 1.0) -> Tensor:
+        """The picture at ``size`` = (H, W): [3, H, W] float in [0, 1], differentiable."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def perturb(self, strength: float, generator: torch.Generator | None = None) -> None:
+        """Add Gaussian noise of ``strength`` times each parameter tensor's spread (0: no-op)."""
+        if strength == 0:
+            return
+        for param in self.parameters():
+            spread = param.std().clamp_min(0.05) if param.numel() > 1 else 0.05
+            noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
+            param.add_(noise.to(param.device) * spread * strength)
+
+
+class FieldCanvas(Canvas):
+    """The style field over the picture plane (colour head only).
+
+    Args:
+        cfg: field settings (displacement is ignored here).
+        init: optional [3, H, W] init image in [0, 1].
+        generator: CPU random source for the field's weights and frequencies.
+    """
+
+    kind = "field"
+
+    def __init__(
+        self, cfg: FieldConfig, *, init: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__(init)
+        self.field = StyleField(cfg, generator=generator)
+
+    def texture(self, size: tuple[int, int], progress: float = 1.0) -> Tensor:
+        device = next(self.field.parameters()).device
+        points = plane_points(size, device=device)
+        colors, _ = self.field(points, progress)  # [H*W, 3]; 0.5 grey before training
+        image = colors.T.reshape(3, *size)
+        base = self.base_logits(size)
+        if base is None:
+            return image
+        return torch.sigmoid(base + _logit(image))
+
+
+class PixelCanvas(Canvas):
+    """A free colour grid at low resolution, bicubically upsampled in logit space.
+
+    Args:
+        resolution: (h, w) of the parameter grid.
+        init: optional [3, H, W] init image; the grid then holds an offset to it (zeros at start).
+        noise: std of the random initial logits without an init image (0: plain grey).
+        generator: CPU random source for the initial logits.
+    """
+
+    kind = "pixels"
+
+    def __init__(
+        self,
+        resolution: tuple[int, int],
+        *,
+        init: Tensor | None = None,
+        noise: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(init)
+        start = torch.zeros(3, *resolution)
+        if init is None and noise > 0:
+            start = torch.randn(3, *resolution, generator=generator) * noise
+        self.logits = nn.Parameter(start)
+
+    def texture(self, size: tuple[int, int], progress: float = 1.0) -> Tensor:
+        logits = self.logits
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits[None], size=size, mode="bicubic", align_corners=False)[0]
+        base = self.base_logits(size)
+        return torch.sigmoid(logits if base is None else base + logits)
+
+
+class StrokeCanvas(Canvas):
+    """Brush strokes painted over a background colour or the init image.
+
+    Parameters (unconstrained, mapped in :meth:`strokes`): control points (clamped to a margin
+    around the picture), log widths, colour logits and opacity logits.
+
+    Args:
+        n_strokes: number of strokes.
+        width_range: (min, max) initial brush widths, fractions of the shorter side.
+        max_width: widths never exceed this.
+        background: RGB colour under the strokes when there is no init image.
+        init: optional [3, H, W] init image: painted under the strokes, and each stroke starts
+            with the init image's colour at its first control point.
+        segments, softness: see :func:`text2mesh.strokes.render_strokes`.
+        generator: CPU random source for the initial strokes.
+    """
+
+    kind = "strokes"
+
+    def __init__(
+        self,
+        n_strokes: int,
+        *,
+        width_range: tuple[float, float] = (0.02, 0.08),
+        max_width: float = 0.3,
+        background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        init: Tensor | None = None,
+        segments: int = 12,
+        softness: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(init)
+        start = random_strokes(n_strokes, width_range=tuple(width_range), generator=generator)
+        colors = start.colors
+        if init is not None:
+            h, w = init.shape[-2:]
+            px = (start.points[:, 0, 0] * (w - 1)).round().long()
+            py = (start.points[:, 0, 1] * (h - 1)).round().long()
+            colors = init[:, py, px].T.float()
+        self.points = nn.Parameter(start.points)
+        self.log_widths = nn.Parameter(start.widths.log())
+        self.color_logits = nn.Parameter(_logit(colors))
+        self.opacity_logits = nn.Parameter(torch.full((n_strokes,), 2.0))
+        self.max_width = max_width
+        self.segments = segments
+        self.softness = softness
+        self.register_buffer("background", torch.tensor(background, dtype=torch.float32))
+
+    def strokes(self) -> Strokes:
+        """The current strokes (differentiable wrt the parameters)."""
+        return Strokes(
+            points=self.points.clamp(-0.1, 1.1),
+            widths=self.log_widths.exp().clamp(max=self.max_width),
+            colors=torch.sigmoid(self.color_logits),
+            opacities=torch.sigmoid(self.opacity_logits),
+        )
+
+    def _background(self, size: tuple[int, int]) -> Tensor:
+        if self.init is not None:
+            return resize_image(self.init, size)
+        return self.background
+
+    def texture(self, size: tuple[int, int], progress: float = 1.0, n: int | None = None) -> Tensor:
+        """The painting at ``size``; ``n`` paints only the first n strokes (animations)."""
+        strokes = self.strokes()
+        if n is not None:
+            strokes = strokes[: max(int(n), 0)]
+        return render_strokes(
+            strokes, size, self._background(size), segments=self.segments, softness=self.softness
+        )
+
+
+@dataclass(frozen=True)
+class CanvasScene:
+    """The 2D mode as a mesh scene: a flat grid mesh in front of one fixed camera.
+
+    The grid has one vertex per texture pixel, at the pixel's centre on the picture plane
+    (see :func:`plane_points`) up to a hundredth of a pixel (so no pixel centre lies on an
+    edge, and the border pixels are covered); the camera sees exactly the picture, so an
+    unlit render reproduces the texture.
+
+    Attributes:
+        vertices: [H*W, 3] float32 grid vertices.
+        faces: [F, 3] int64, two triangles per grid cell, counter-clockwise seen from the camera.
+        cameras: one camera on +z looking at the picture.
+        size: (H, W) of textures and renders.
+    """
+
+    vertices: Tensor
+    faces: Tensor
+    cameras: Cameras
+    size: tuple[int, int]
+
+    def colors(self, texture: Tensor) -> Tensor:
+        """[3, H, W] texture -> [H*W, 3] vertex colours."""
+        return texture.reshape(3, -1).T
+
+    def render(self, texture: Tensor, renderer) -> Tensor:
+        """Draw the grid coloured by ``texture`` ([3, H, W]) -> [1, 3, H, W] unlit render."""
+        out = renderer.render(
+            self.vertices,
+            self.faces,
+            self.cameras,
+            self.colors(texture),
+            lighting="unlit",
+            background=(1.0, 1.0, 1.0),
+        )
+        return out.images
+
+
+def grid_faces(height: int, width: int, *, device="cpu") -> Tensor:
+    """[2 * (H-1) * (W-1), 3] int64 triangles of an (H, W) row-major vertex grid (rows downward)."""
+    idx = torch.arange(height * width, device=device).reshape(height, width)
+    tl, tr = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
+    bl, br = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
+    upper = torch.stack([tl, bl, tr], dim=-1)
+    lower = torch.stack([tr, bl, br], dim=-1)
+    return torch.cat([upper, lower], dim=0)
+
+
+def canvas_scene(
+    size: tuple[int, int], *, radius: float = 2.0, fov_degrees: float = 60.0, device="cpu"
+) -> CanvasScene:
+    """The flat grid scene for (H, W) textures and renders.
+
+    The camera sits at distance ``radius`` on +z; the picture plane is scaled so it exactly
+    fills the camera's view.
+    """
+    height, width = size
+    half_height = radius * math.tan(math.radians(fov_degrees) / 2.0)
+    points = plane_points(size, device=device)
+    # Pixel centres would fall exactly on vertices (ties in the rasterizer): stretch the grid
+    # by HAIR pixel per side and shift it by HAIR / 2, so every render pixel centre is strictly
+    # inside a triangle, within 2 * HAIR pixel of its own vertex (colour error < 2% of the
+    # local contrast).
+    sx = 1.0 + 2.0 * HAIR / max(width - 1, 1)
+    sy = 1.0 + 2.0 * HAIR / max(height - 1, 1)
+    shift = torch.tensor([HAIR / width, HAIR / (2 * height), 0.0], device=device)
+    scale = torch.tensor([sx, sy, 1.0], device=device)
+    vertices = (points * scale + shift) * torch.tensor([half_height, half_height, 1.0], device=device)
+    azimuth = torch.tensor([math.pi / 2], device=device)
+    elevation = torch.zeros(1, device=device)
+    cameras = cameras_from_angles(
+        azimuth, elevation, radius=radius, fov_degrees=fov_degrees, image_size=(height, width)
+    )
+    return CanvasScene(vertices, grid_faces(height, width, device=device), cameras, (height, width))

@@ -1,0 +1,5 @@
+"""CLIP guidance: frozen CLIP models and the objective built on them."""
+
+from .clip import TINY_MODEL, ClipModel, load_clip, preprocess_images, random_clip
+
+__all__ = ["TINY_MODEL", "ClipModel", "load_clip", "preprocess_images", "random_clip"]

@@ -1,0 +1,665 @@
+"""The 2D mode: ``imagine`` a picture from text, explore ``variations`` and ``vary`` a result.
+
+The same machine as ``stylize``, reduced to one view of a flat canvas: per iteration the
+canvas (:mod:`text2mesh.canvas`) draws its texture, the flat grid scene renders it unlit
+through the shared renderer, CLIP sees random cutouts (:mod:`text2mesh.cutouts`) and the
+shared :class:`~text2mesh.guidance.objective.Objective` scores them against the weighted
+targets; the shared :class:`~text2mesh.optimize.Loop` does the rest (progress bar, checkpoints,
+SIGINT/SIGTERM, resume)::
+
+    import text2mesh
+    cfg = text2mesh.load_config(overrides={"guidance": {"clip_model": "text2mesh-tiny"},
+                                           "imagine": {"generator": "strokes"}})
+    result = text2mesh.imagine("a red image", cfg, output_dir="runs/red")
+    result.image            # [3, H, W] float in [0, 1], also runs/red/image.png
+    text2mesh.vary("runs/red", strength=0.3, n=4)
+
+A run folder holds ``config.yaml``, ``checkpoint.pt``, ``image.png``, ``progress.gif``
+(``strokes.gif`` for the strokes generator: the painting stroke by stroke), ``loss.csv`` and
+``renders/`` (the progress frames).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .canvas import Canvas, CanvasScene, FieldCanvas, PixelCanvas, StrokeCanvas, canvas_scene
+from .config import Config, OptimConfig, load_config, save_config
+from .cutouts import CutoutSchedule, make_cutouts
+from .errors import ConfigError, ImageError, Interrupted, RunFolderError
+from .guidance.objective import Objective, Target, Term, build_targets, split_weight
+from .optimize import Callback, Every, Loop, ProgressBar
+from .run import RunFolder, read_losses
+
+__all__ = [
+    "ImageResult",
+    "ImagineProblem",
+    "build_canvas",
+    "contact_sheet",
+    "imagine",
+    "imagine_variations",
+    "load_image_run",
+    "load_picture",
+    "vary",
+]
+
+log = logging.getLogger(__name__)
+
+GENERATORS = ("field", "pixels", "strokes")
+DEFAULT_LR = {"pixels": 0.05, "strokes": 0.01}
+CANVAS_SEED_OFFSET = 0
+LOOP_SEED_OFFSET = 1_000_003
+IMAGE = "image.png"
+PROGRESS = "progress.gif"
+STROKES = "strokes.gif"
+CONTACT_SHEET = "contact_sheet.png"
+PREVIEW_SIDE = 256  # shorter side of progress / animation frames
+MAX_SIDE = 8192
+
+
+@dataclass
+class ImageResult:
+    """A finished (or reloaded) 2D run.
+
+    Attributes:
+        config: the resolved config (prompts included).
+        canvas: the trained canvas (eval mode, on the CPU); ``canvas.texture(size)`` redraws it.
+        image: [3, H, W] float32 in [0, 1] at the configured output size.
+        losses: total loss per iteration.
+        run_dir: the run folder, or None when nothing was written.
+        files: the pictures written in the run folder.
+    """
+
+    config: Config
+    canvas: Canvas
+    image: Tensor
+    losses: list[float]
+    run_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def output_size(cfg: Config) -> tuple[int, int]:
+    """(H, W) of the final picture from ``imagine.size`` = [width, height]; ConfigError if bad."""
+    size = list(cfg.imagine.size)
+    if len(size) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in size):
+        raise ConfigError(f"--size needs two whole numbers WIDTH HEIGHT between 1 and {MAX_SIDE}, got {size}")
+    width, height = size
+    return height, width
+
+
+def working_size(cfg: Config) -> tuple[int, int]:
+    """(H, W) of the picture while optimizing: the output size, shrunk so its shorter side is at
+    most ``imagine.render_size`` (same aspect ratio)."""
+    height, width = output_size(cfg)
+    if cfg.imagine.render_size < 8:
+        raise ConfigError(f"imagine.render_size must be at least 8, got {cfg.imagine.render_size}")
+    scale = min(1.0, cfg.imagine.render_size / min(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def load_picture(path: str | Path, what: str = "init image") -> Tensor:
+    """Read a picture file as [3, H, W] float32 in [0, 1] (alpha composited on white).
+
+    Raises:
+        ImageError: the file is missing or not a readable image (one line, naming ``what``).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            rgba = img.convert("RGBA")
+    except FileNotFoundError:
+        raise ImageError(f"{what} not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageError(f"cannot read {what} {path}: {str(exc).splitlines()[0]}; give a PNG or JPEG file") from None
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    rgb = Image.alpha_composite(white, rgba).convert("RGB")
+    array = np.asarray(rgb, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _check_image_prompts(cfg: Config) -> None:
+    for spec in cfg.image_prompts:
+        load_picture(split_weight(spec)[0], "image prompt")
+
+
+def run_targets(cfg: Config) -> list[Target]:
+    """The run's weighted targets from ``cfg.prompts`` / ``image_prompts`` / ``negatives``.
+
+    Without any positive weight the run is refused, except when it starts from an init image
+    (then the canvas simply stays that image).
+    """
+    try:
+        return build_targets(None, cfg.prompts, cfg.image_prompts, cfg.negatives)
+    except ConfigError:
+        if cfg.imagine.init_image is None or not (cfg.prompts or cfg.image_prompts or cfg.negatives):
+            raise
+    targets = [Target("text", *split_weight(p)) for p in cfg.prompts]
+    targets += [Target("image", *split_weight(p)) for p in cfg.image_prompts]
+    return targets + [Target("text", n, -1.0) for n in cfg.negatives]
+
+
+def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
+    """The run's canvas, initialized from ``cfg.optim.seed`` (CPU).
+
+    Args:
+        cfg: ``imagine.generator`` picks the kind; ``field`` / ``imagine`` / ``render`` hold
+            its settings.
+        init: [3, H, W] init image in [0, 1], or None.
+    """
+    im = cfg.imagine
+    generator = torch.Generator().manual_seed(cfg.optim.seed + CANVAS_SEED_OFFSET)
+    if im.generator == "field":
+        return FieldCanvas(cfg.field, init=init, generator=generator)
+    if im.generator == "pixels":
+        height, width = working_size(cfg)
+        short = min(height, width)
+        if im.pixel_resolution < 1:
+            raise ConfigError(f"imagine.pixel_resolution must be at least 1, got {im.pixel_resolution}")
+        res = min(im.pixel_resolution, short)
+        grid = (max(1, round(height * res / short)), max(1, round(width * res / short)))
+        return PixelCanvas(grid, init=init, generator=generator)
+    if im.generator == "strokes":
+        if im.n_strokes < 1:
+            raise ConfigError(f"imagine.n_strokes must be at least 1, got {im.n_strokes}")
+        lo, hi = im.stroke_width
+        return StrokeCanvas(
+            im.n_strokes,
+            width_range=(lo, hi),
+            background=tuple(cfg.render.background),
+            init=init,
+            generator=generator,
+        )
+    raise ConfigError(f"unknown generator {im.generator!r}; use one of {', '.join(GENERATORS)}")
+
+
+def cutout_schedule(cfg: Config) -> CutoutSchedule:
+    im = cfg.imagine
+    for name in ("cutout_start", "cutout_end"):
+        lo, hi = getattr(im, name)
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"imagine.{name} must be two sizes 0 < min <= max <= 1, got {[lo, hi]}")
+    if im.n_cutouts < 1:
+        raise ConfigError(f"imagine.n_cutouts must be at least 1, got {im.n_cutouts}")
+    return CutoutSchedule(im.n_cutouts, tuple(im.cutout_start), tuple(im.cutout_end), full=True)
+
+
+class ImagineProblem:
+    """One picture against CLIP targets, as a :class:`~text2mesh.optimize.Problem`.
+
+    Per iteration: canvas texture at ``size`` -> unlit render of the flat grid scene (or the
+    texture itself when ``renderer`` is None) -> cutouts at ``clip_size`` -> objective.
+
+    Args:
+        canvas: what is optimized (on the run's device).
+        objective: weighted CLIP targets.
+        schedule: cutout counts and sizes over the run.
+        iters: the run's total iterations (for the cutout schedule and the field's progress).
+        size: (H, W) of the picture while optimizing.
+        clip_size: (h, w) CLIP's input size.
+        renderer: the shared renderer (``render(vertices, faces, cameras, colors, lighting,
+            background)``), or None to score the texture directly.
+    """
+
+    def __init__(
+        self,
+        canvas: Canvas,
+        objective: Objective,
+        schedule: CutoutSchedule,
+        *,
+        iters: int,
+        size: tuple[int, int],
+        clip_size: tuple[int, int],
+        renderer=None,
+    ) -> None:
+        self.canvas = canvas
+        self.objective = objective
+        self.schedule = schedule
+        self.iters = iters
+        self.size = size
+        self.clip_size = clip_size
+        self.renderer = renderer
+        device = next(iter(canvas.buffers()), None)
+        device = device.device if device is not None else next(canvas.parameters()).device
+        self.scene: CanvasScene | None = canvas_scene(size, device=device) if renderer is not None else None
+
+    def parameters(self):
+        return self.canvas.parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.canvas.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.canvas.load_state_dict(state)
+
+    def picture(self, progress: float = 1.0) -> Tensor:
+        """What CLIP looks at: [1, 3, H, W] in [0, 1] (differentiable)."""
+        texture = self.canvas.texture(self.size, progress)
+        if self.scene is None:
+            return texture[None]
+        return self.scene.render(texture, self.renderer)
+
+    def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        progress = min(1.0, step / max(1, self.iters - 1))
+        image = self.picture(progress)
+        scales = self.schedule.scales(progress)
+        cutouts = make_cutouts(
+            image, self.schedule.n, self.clip_size, scales, full=self.schedule.full, generator=generator
+        )
+        return self.objective([Term("cutouts", cutouts, 1)])
+
+
+def _renderer():
+    from .render import Renderer
+
+    return Renderer()
+
+
+def _init_tensor(cfg: Config) -> Tensor | None:
+    """The init image resized to the working size, or None."""
+    if cfg.imagine.init_image is None:
+        return None
+    from .canvas import resize_image
+
+    return resize_image(load_picture(cfg.imagine.init_image), working_size(cfg))
+
+
+@dataclass
+class _Session:
+    cfg: Config
+    problem: ImagineProblem
+    loop: Loop
+    device: torch.device
+
+
+def _optim(cfg: Config) -> OptimConfig:
+    lr = cfg.imagine.lr if cfg.imagine.lr is not None else DEFAULT_LR.get(cfg.imagine.generator, cfg.optim.lr)
+    return dataclass_replace(cfg.optim, lr=lr)
+
+
+def dataclass_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def _session(
+    cfg: Config, clip, device: torch.device, *, init: Tensor | None, renderer=None, use_renderer: bool = True
+) -> _Session:
+    canvas = build_canvas(cfg, init=init).to(device)
+    objective = Objective(
+        clip, run_targets(cfg), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch
+    )
+    if use_renderer and renderer is None:
+        renderer = _renderer()
+    problem = ImagineProblem(
+        canvas,
+        objective,
+        cutout_schedule(cfg),
+        iters=cfg.optim.iters,
+        size=working_size(cfg),
+        clip_size=tuple(clip.image_size),
+        renderer=renderer if use_renderer else None,
+    )
+    generator = torch.Generator().manual_seed(cfg.optim.seed + LOOP_SEED_OFFSET)
+    loop = Loop(problem, _optim(cfg), generator=generator)
+    return _Session(cfg, problem, loop, device)
+
+
+def _preview_size(size: tuple[int, int]) -> tuple[int, int]:
+    height, width = size
+    scale = min(1.0, PREVIEW_SIDE / min(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _uint8(image: Tensor) -> np.ndarray:
+    """[3, H, W] in [0, 1] -> [H, W, 3] uint8."""
+    return (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+@torch.no_grad()
+def final_image(canvas: Canvas, cfg: Config) -> Tensor:
+    """The canvas at the output size: [3, H, W] float32 in [0, 1] on the CPU."""
+    return canvas.texture(output_size(cfg)).float().cpu()
+
+
+class _RunWriter(Callback):
+    """Checkpoints, loss.csv and progress frames of a 2D run."""
+
+    def __init__(self, session: _Session, run: RunFolder) -> None:
+        self.session = session
+        self.run = run
+
+    def checkpoint(self, loop: Loop) -> None:
+        self.run.save_checkpoint({"loop": loop.state_dict(), "kind": "imagine"})
+        self.run.write_losses(loop.losses, loop.parts)
+
+    @torch.no_grad()
+    def frame(self, loop: Loop) -> None:
+        from .export.pictures import save_png
+
+        canvas = self.session.problem.canvas
+        picture = canvas.texture(_preview_size(output_size(self.session.cfg)))
+        save_png(_uint8(picture), self.run.renders / f"progress_{loop.step:05d}.png")
+
+    def callbacks(self) -> list[Callback]:
+        cfg = self.session.cfg
+        every = max(1, math.ceil(cfg.optim.iters / max(1, cfg.imagine.gif_frames)))
+        return [
+            Every(every, self.frame),
+            Every(cfg.optim.checkpoint_every, self.checkpoint, on_interrupt=True),
+        ]
+
+    def on_start(self, loop: Loop) -> None:
+        if loop.step == 0:
+            self.frame(loop)
+
+
+def _write_outputs(session: _Session, run: RunFolder, image: Tensor) -> list[Path]:
+    """image.png, progress.gif (+ strokes.gif) and renders/loss.png."""
+    from PIL import Image
+
+    from .export.pictures import loss_plot, save_gif, save_png
+
+    written = [save_png(_uint8(image), run.output(IMAGE))]
+    frames = []
+    for path in sorted(run.renders.glob("progress_*.png")):
+        with Image.open(path) as img:
+            frames.append(np.asarray(img.convert("RGB")))
+    if frames:
+        written.append(save_gif(frames, run.output(PROGRESS), fps=8))
+    canvas = session.problem.canvas
+    if isinstance(canvas, StrokeCanvas):
+        written.append(save_gif(stroke_frames(canvas, session.cfg), run.output(STROKES), fps=12))
+    written.append(save_png(loss_plot(session.loop.losses), run.renders / "loss.png"))
+    return written
+
+
+@torch.no_grad()
+def stroke_frames(canvas: StrokeCanvas, cfg: Config) -> list[np.ndarray]:
+    """The painting stroke by stroke: ``imagine.gif_frames``-ish frames, the last one complete."""
+    n = len(canvas.strokes())
+    size = _preview_size(output_size(cfg))
+    count = max(2, min(n + 1, cfg.imagine.gif_frames * 2))
+    steps = sorted({round(i * n / (count - 1)) for i in range(count)})
+    return [_uint8(canvas.texture(size, n=k)) for k in steps] + [_uint8(canvas.texture(size))] * 6
+
+
+def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> ImageResult:
+    callbacks: list[Callback] = [ProgressBar(disable=not progress, desc="imagine")]
+    writer = None
+    if run is not None:
+        writer = _RunWriter(session, run)
+        callbacks += writer.callbacks()
+        callbacks.append(writer)
+    try:
+        session.loop.run(callbacks)
+    except Interrupted as exc:
+        where = f"; state saved in {run.path}; continue with: text2mesh imagine --resume {run.path}" if run else ""
+        raise Interrupted(f"{exc}{where}") from None
+    canvas = session.problem.canvas
+    canvas.eval()
+    image = final_image(canvas, session.cfg)
+    files: list[Path] = []
+    if run is not None:
+        files = _write_outputs(session, run, image)
+    return ImageResult(session.cfg, canvas.cpu(), image, list(session.loop.losses), None if run is None else run.path, files)
+
+
+def _prepare(
+    prompt: str | None,
+    config: Config | None,
+    prompts: Sequence[str],
+    image_prompts: Sequence[str],
+    negatives: Sequence[str],
+    init_image: str | Path | None,
+) -> Config:
+    from .api import with_prompts
+
+    cfg = with_prompts(config if config is not None else load_config(), prompt, prompts, image_prompts, negatives)
+    if init_image is not None:
+        cfg.imagine.init_image = str(Path(init_image).resolve())
+    if cfg.imagine.generator not in GENERATORS:
+        raise ConfigError(f"unknown generator {cfg.imagine.generator!r}; use one of {', '.join(GENERATORS)}")
+    output_size(cfg)
+    working_size(cfg)
+    cutout_schedule(cfg)
+    run_targets(cfg)
+    _check_image_prompts(cfg)
+    return cfg
+
+
+def _device_and_clip(cfg: Config, clip):
+    from .api import resolve_device
+
+    device = resolve_device(cfg.optim.device)
+    if clip is None:
+        from .guidance.clip import load_clip
+
+        g = cfg.guidance
+        clip = load_clip(g.clip_model, g.clip_pretrained, g.clip_checkpoint, device=device)
+    return device, clip.to(device)
+
+
+def imagine(
+    prompt: str | None,
+    config: Config | None = None,
+    output_dir: str | Path | None = None,
+    *,
+    prompts: Sequence[str] = (),
+    image_prompts: Sequence[str] = (),
+    negatives: Sequence[str] = (),
+    init_image: str | Path | None = None,
+    clip=None,
+    renderer=None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = False,
+) -> ImageResult:
+    """Make a picture that matches the prompt(s).
+
+    Args:
+        prompt: the main text prompt (weight 1); None: the config's prompts.
+        config: the run's settings (``imagine`` section: generator, size, cutouts, ...);
+            default: the default config.
+        output_dir: run folder to write; None: write nothing.
+        prompts: extra ``"text:weight"`` targets (negative weights push away);
+        image_prompts: ``"file[:weight]"``; negatives: texts with weight -1.
+        init_image: start from this picture (overrides ``config.imagine.init_image``).
+        clip: a loaded ClipModel (default: ``config.guidance``'s model on the run's device).
+        renderer: the renderer to draw the canvas scene with (default: a new ``Renderer``).
+        overwrite: allow a non-empty ``output_dir``.
+        resume: continue the run in ``output_dir`` from its checkpoint (its saved config wins).
+        progress: show a progress bar on stderr.
+    Raises:
+        Text2MeshError subclasses for user errors; Interrupted after saving on SIGINT/SIGTERM.
+    """
+    if resume:
+        if output_dir is None:
+            raise RunFolderError("--resume needs the run folder: give -o/--output DIR")
+        return resume_image_run(output_dir, clip=clip, renderer=renderer, progress=progress)
+    cfg = _prepare(prompt, config, prompts, image_prompts, negatives, init_image)
+    run = None
+    if output_dir is not None:
+        run = RunFolder.create(output_dir, overwrite=overwrite)
+        save_config(cfg, run.config)
+    device, clip = _device_and_clip(cfg, clip)
+    session = _session(cfg, clip, device, init=_init_tensor(cfg), renderer=renderer)
+    return _execute(session, run, progress=progress)
+
+
+def resume_image_run(run_dir: str | Path, *, clip=None, renderer=None, progress: bool = False) -> ImageResult:
+    """Continue an interrupted (or finished) 2D run to its configured iteration count."""
+    run = RunFolder.open(run_dir)
+    cfg = load_config(path=run.config)
+    state = _image_checkpoint(run)
+    device, clip = _device_and_clip(cfg, clip)
+    session = _session(cfg, clip, device, init=state["loop"]["problem"].get("init"), renderer=renderer)
+    session.loop.load_state_dict(state["loop"])
+    log.info("resuming %s at iteration %d of %d", run.path, session.loop.step, cfg.optim.iters)
+    return _execute(session, run, progress=progress)
+
+
+def _image_checkpoint(run: RunFolder) -> dict[str, Any]:
+    state = run.load_checkpoint()
+    if state.get("kind") != "imagine":
+        raise RunFolderError(f"{run.path} is not an imagine run folder; give a folder `text2mesh imagine` wrote")
+    return state
+
+
+def load_image_run(run_dir: str | Path) -> ImageResult:
+    """Reload a 2D run folder's latest checkpoint on the CPU (no CLIP needed)."""
+    run = RunFolder.open(run_dir)
+    cfg = load_config(path=run.config)
+    state = _image_checkpoint(run)
+    canvas_state = state["loop"]["problem"]
+    canvas = build_canvas(cfg, init=canvas_state.get("init"))
+    canvas.load_state_dict(canvas_state)
+    canvas.eval()
+    losses = list(state["loop"]["losses"])
+    if run.losses.is_file():
+        losses = read_losses(run.losses) or losses
+    files = [p for p in (run.path / IMAGE, run.path / PROGRESS, run.path / STROKES) if p.is_file()]
+    return ImageResult(cfg, canvas, final_image(canvas, cfg), losses, run.path, files)
+
+
+def contact_sheet(images: Sequence[Tensor], labels: Sequence[str] = (), columns: int | None = None) -> np.ndarray:
+    """Pictures ([3, H, W] in [0, 1], any sizes) side by side, previews captioned.
+
+    Returns:
+        [rows * h, columns * w, 3] uint8 with every picture resized to the first one's preview size.
+    """
+    from .canvas import resize_image
+    from .export.pictures import caption, tile
+
+    size = _preview_size(tuple(images[0].shape[-2:]))
+    tiles = []
+    for i, image in enumerate(images):
+        picture = _uint8(resize_image(image.float(), size))
+        tiles.append(caption(picture, labels[i]) if i < len(labels) else picture)
+    columns = columns or min(4, len(tiles))
+    return tile(tiles, columns)
+
+
+def imagine_variations(
+    prompt: str | None,
+    n: int,
+    config: Config | None = None,
+    output_dir: str | Path | None = None,
+    **kwargs,
+) -> list[ImageResult]:
+    """``n`` runs with seeds ``seed, seed + 1, ...``; with ``output_dir``: one run folder per seed
+    (``seed-<s>/``) and ``contact_sheet.png``. Keyword arguments as for :func:`imagine`."""
+    if n < 1:
+        raise ConfigError(f"--variations must be at least 1, got {n}")
+    base = config if config is not None else load_config()
+    results = []
+    root = None
+    if output_dir is not None:
+        root = RunFolder.create(output_dir, overwrite=kwargs.get("overwrite", False))
+    for k in range(n):
+        cfg = copy.deepcopy(base)
+        cfg.optim.seed = base.optim.seed + k
+        sub = None if root is None else root.path / f"seed-{cfg.optim.seed}"
+        results.append(imagine(prompt, cfg, sub, **kwargs))
+    if root is not None:
+        from .export.pictures import save_png
+
+        sheet = contact_sheet([r.image for r in results], [f"seed {r.config.optim.seed}" for r in results])
+        save_png(sheet, root.output(CONTACT_SHEET))
+    return results
+
+
+def vary(
+    run_dir: str | Path,
+    strength: float = 0.3,
+    n: int = 4,
+    output_dir: str | Path | None = None,
+    *,
+    iters: int | None = None,
+    seed: int = 0,
+    clip=None,
+    renderer=None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> list[ImageResult]:
+    """Neighbours of a finished 2D run: perturb its parameters, then continue optimizing.
+
+    Each variation k adds Gaussian noise of ``strength`` times each parameter tensor's spread
+    (seeded by ``seed + k``) and then runs ``iters`` more iterations of the same objective
+    (default: ``round(strength * parent iterations)``, at most the parent's count) with a fresh
+    optimizer at the configured learning rate. Strength 0 reproduces the parent exactly.
+
+    Args:
+        run_dir: a folder written by ``imagine``.
+        output_dir: where to write one run folder per variation (``variation-<k>/``) and
+            ``contact_sheet.png`` (default: ``<run_dir>/variations``; None and no default
+            written only when ``output_dir`` is False-y and the parent is... see below).
+    Returns:
+        n :class:`ImageResult` s.
+    """
+    if strength < 0 or not math.isfinite(strength):
+        raise ConfigError(f"--strength must be a number >= 0, got {strength}")
+    if n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
+    parent_run = RunFolder.open(run_dir)
+    parent_cfg = load_config(path=parent_run.config)
+    state = _image_checkpoint(parent_run)
+    canvas_state = state["loop"]["problem"]
+    extra = iters if iters is not None else round(min(strength, 1.0) * parent_cfg.optim.iters)
+    if extra < 0:
+        raise ConfigError(f"--iters must be >= 0, got {extra}")
+    root = RunFolder.create(
+        output_dir if output_dir is not None else parent_run.path / "variations", overwrite=overwrite
+    )
+    device, clip = (None, None) if extra == 0 else _device_and_clip(parent_cfg, clip)
+    results = []
+    for k in range(n):
+        cfg = copy.deepcopy(parent_cfg)
+        cfg.optim.iters = extra
+        cfg.optim.seed = parent_cfg.optim.seed + seed + k + 1
+        run = RunFolder.create(root.path / f"variation-{k}", overwrite=overwrite)
+        save_config(cfg, run.config)
+        if extra == 0:
+            canvas = _perturbed_canvas(parent_cfg, canvas_state, strength, seed + k)
+            result = _static_result(cfg, canvas, run)
+        else:
+            session = _session(cfg, clip, device, init=canvas_state.get("init"), renderer=renderer)
+            session.problem.canvas.load_state_dict(canvas_state)
+            generator = torch.Generator().manual_seed(seed + k)
+            session.problem.canvas.perturb(strength, generator)
+            result = _execute(session, run, progress=progress)
+        results.append(result)
+    from .export.pictures import save_png
+
+    sheet = contact_sheet([r.image for r in results], [f"variation {k}" for k in range(n)])
+    save_png(sheet, root.output(CONTACT_SHEET))
+    return results
+
+
+def _perturbed_canvas(cfg: Config, canvas_state: dict, strength: float, seed: int) -> Canvas:
+    canvas = build_canvas(cfg, init=canvas_state.get("init"))
+    canvas.load_state_dict(canvas_state)
+    canvas.perturb(strength, torch.Generator().manual_seed(seed))
+    return canvas.eval()
+
+
+def _static_result(cfg: Config, canvas: Canvas, run: RunFolder) -> ImageResult:
+    """A variation without further optimization: checkpoint and image.png only."""
+    from .export.pictures import save_png
+
+    image = final_image(canvas, cfg)
+    loop_state = {"problem": canvas.state_dict(), "step": 0, "losses": [], "parts": []}
+    run.save_checkpoint({"loop": loop_state, "kind": "imagine"})
+    files = [save_png(_uint8(image), run.output(IMAGE))]
+    return ImageResult(cfg, canvas, image, [], run.path, files)

@@ -1,0 +1,17 @@
+"""Mesh data, loading and preparation: file -> clean, normalized, well-resolved :class:`Mesh`."""
+
+from .io import SUPPORTED_SUFFIXES, load_trimesh
+from .prepare import PreparedMesh, Transform, prepare_mesh
+from .structures import Mesh, face_areas, face_normals, vertex_normals
+
+__all__ = [
+    "Mesh",
+    "PreparedMesh",
+    "SUPPORTED_SUFFIXES",
+    "Transform",
+    "face_areas",
+    "face_normals",
+    "load_trimesh",
+    "prepare_mesh",
+    "vertex_normals",
+]

@@ -1,0 +1,36 @@
+"""Differentiable mesh rendering in pure PyTorch (CPU and CUDA).
+
+Four small composable steps, chained by :class:`Renderer`::
+
+    fragments = rasterize(clip_vertices, faces, (H, W))     # which face, where, how deep
+    colors = interpolate(vertex_colors, faces, fragments)    # [B, H, W, C]
+    image = antialias(image, fragments)                      # silhouette gradients
+    rgb = composite(rgb, alpha, background)
+"""
+
+from text2mesh.render.antialias import antialias, face_neighbors
+from text2mesh.render.composite import composite
+from text2mesh.render.interpolate import gather_face_values, interpolate, interpolate_packed, unpack
+from text2mesh.render.rasterize import Fragments, rasterize
+from text2mesh.render.renderer import Renderer, RenderOutput, transform_vertices
+from text2mesh.render.shade import TEXT2MESH_SH, pixel_normals, sh_basis, sh_lighting, shade
+
+__all__ = [
+    "Fragments",
+    "RenderOutput",
+    "Renderer",
+    "TEXT2MESH_SH",
+    "antialias",
+    "composite",
+    "face_neighbors",
+    "gather_face_values",
+    "interpolate",
+    "interpolate_packed",
+    "pixel_normals",
+    "rasterize",
+    "sh_basis",
+    "sh_lighting",
+    "shade",
+    "transform_vertices",
+    "unpack",
+]

@@ -1,0 +1,181 @@
+"""The Renderer: rasterize -> interpolate -> shade -> antialias -> composite, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from text2mesh.render.antialias import antialias, face_neighbors
+from text2mesh.render.composite import composite
+from text2mesh.render.interpolate import interpolate_packed, unpack
+from text2mesh.render.rasterize import DEFAULT_MAX_CANDIDATES, Fragments, rasterize
+from text2mesh.render.shade import TEXT2MESH_SH, Lighting, pixel_normals, shade
+from text2mesh.views import Cameras
+
+__all__ = ["RenderOutput", "Renderer", "transform_vertices"]
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    """Images drawn by :meth:`Renderer.render`.
+
+    Attributes:
+        images: [B, 3, H, W] float in [0, 1], or [P, B, 3, H, W] when P colour passes were
+            given. Premultiplied by ``alpha`` when the background is None (transparent).
+        alpha: [B, 1, H, W] coverage in [0, 1] (fractional on antialiased silhouettes).
+        fragments: the rasterization shared by all passes.
+    """
+
+    images: Tensor
+    alpha: Tensor
+    fragments: Fragments
+
+
+def transform_vertices(vertices: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
+    """World-space vertices -> camera space and clip space for every camera.
+
+    Args:
+        vertices: [V, 3] world positions.
+        cameras: B cameras.
+    Returns:
+        (camera_vertices [B, V, 3], clip_vertices [B, V, 4]) in vertices.dtype.
+    """
+    world_to_camera = cameras.world_to_camera.to(vertices)
+    projection = cameras.projection.to(vertices)
+    rotation = world_to_camera[:, :3, :3]
+    translation = world_to_camera[:, None, :3, 3]
+    camera_vertices = vertices @ rotation.transpose(1, 2) + translation
+    clip = camera_vertices @ projection[:, :3, :3].transpose(1, 2) + projection[:, None, :3, 3]
+    clip_w = camera_vertices @ projection[:, 3, :3, None] + projection[:, None, 3, 3:]
+    return camera_vertices, torch.cat([clip, clip_w], dim=-1)
+
+
+class Renderer:
+    """Differentiable mesh renderer (pure PyTorch; CPU and CUDA).
+
+    Gradients reach the colours, and the vertex positions through the barycentric
+    interpolation, the shading normals and the silhouette antialiasing (see
+    :mod:`text2mesh.render.antialias`).
+
+    Args:
+        antialias: blend silhouette edges (needed for silhouette gradients).
+        two_sided: light faces seen from behind as if they faced the camera (open meshes).
+        sh_coefficients: the 9 spherical-harmonic lighting coefficients used by
+            ``lighting="sh"`` (default: Text2Mesh's 1, 1, 1, 1, 0, 0, 0, 0, 0).
+        max_candidates: bound on the (view, face, pixel) candidates held at once while
+            rasterizing; lower it to use less memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        antialias: bool = True,
+        two_sided: bool = True,
+        sh_coefficients: Sequence[float] = TEXT2MESH_SH,
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    ) -> None:
+        if len(sh_coefficients) != 9:
+            raise ValueError(f"sh_coefficients needs 9 numbers, got {len(sh_coefficients)}")
+        self.antialias = antialias
+        self.two_sided = two_sided
+        self.sh_coefficients = tuple(float(c) for c in sh_coefficients)
+        self.max_candidates = int(max_candidates)
+        self._topology: tuple[Tensor, Tensor] | None = None
+
+    def neighbors(self, faces: Tensor) -> Tensor:
+        """[F, 3] face adjacency (see :func:`face_neighbors`), cached for the last faces."""
+        if self._topology is not None:
+            cached_faces, cached = self._topology
+            if (
+                cached_faces.shape == faces.shape
+                and cached_faces.device == faces.device
+                and torch.equal(cached_faces, faces)
+            ):
+                return cached
+        neighbors = face_neighbors(faces)
+        self._topology = (faces.detach().clone(), neighbors)
+        return neighbors
+
+    def render(
+        self,
+        vertices: Tensor,
+        faces: Tensor,
+        cameras: Cameras,
+        colors: Tensor,
+        lighting: Lighting = "sh",
+        background: Sequence[float] | Tensor | None = (1.0, 1.0, 1.0),
+    ) -> RenderOutput:
+        """Draw a vertex-coloured mesh from every camera.
+
+        Args:
+            vertices: [V, 3] float32 (float64 allowed) world positions.
+            faces: [F, 3] int64 vertex indices, counter-clockwise seen from outside.
+            cameras: B cameras (their ``image_size`` sets H, W); moved to vertices' device.
+            colors: [V, 3] per-vertex RGB in [0, 1], or [P, V, 3] for P colour passes that
+                share one rasterization (e.g. a coloured pass and a plain grey pass).
+            lighting: "sh" (Text2Mesh's spherical-harmonic lighting on camera-space face
+                normals, multiplied into the colour, clamped to [0, 1]) or "unlit".
+            background: (r, g, b) in [0, 1], or None for a transparent background (images
+                are then premultiplied by ``alpha``).
+        Returns:
+            :class:`RenderOutput`; ``images`` is [B, 3, H, W], or [P, B, 3, H, W] when
+            ``colors`` has a pass dimension. Row 0 is the top of the picture.
+        """
+        vertices, faces, colors = self._check(vertices, faces, colors)
+        device_type = vertices.device.type
+        with torch.autocast(device_type, enabled=False):
+            return self._render(vertices, faces, cameras, colors, lighting, background)
+
+    def _render(
+        self,
+        vertices: Tensor,
+        faces: Tensor,
+        cameras: Cameras,
+        colors: Tensor,
+        lighting: Lighting,
+        background: Sequence[float] | Tensor | None,
+    ) -> RenderOutput:
+        passes = colors.shape[0] if colors.dim() == 3 else None
+        num_passes = passes or 1
+        camera_vertices, clip_vertices = transform_vertices(vertices, cameras)
+        fragments = rasterize(
+            clip_vertices, faces, cameras.image_size, max_candidates=self.max_candidates
+        )
+        attributes = colors if passes is None else colors.permute(1, 0, 2)
+        attributes = attributes.reshape(vertices.shape[0], 3 * num_passes)
+        values = interpolate_packed(attributes, faces, fragments)
+        normals = None
+        if lighting == "sh":
+            normals = pixel_normals(camera_vertices, faces, fragments, self.two_sided)
+        values = shade(values, normals, lighting, self.sh_coefficients)
+        coverage = values.new_ones(values.shape[0], 1)
+        image = unpack(torch.cat([values, coverage], dim=1), fragments)  # [B, H, W, 3P + 1]
+        if self.antialias:
+            image = antialias(image, fragments, self.neighbors(faces))
+        batch, height, width = image.shape[:3]
+        alpha = image[..., -1:]
+        rgb = image[..., :-1].reshape(batch, height, width, num_passes, 3)
+        rgb = composite(rgb, alpha[..., None, :], background)
+        images = rgb.permute(3, 0, 4, 1, 2)  # [P, B, 3, H, W]
+        if passes is None:
+            images = images[0]
+        return RenderOutput(images=images, alpha=alpha.permute(0, 3, 1, 2), fragments=fragments)
+
+    @staticmethod
+    def _check(vertices: Tensor, faces: Tensor, colors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if vertices.dim() != 2 or vertices.shape[1] != 3:
+            raise ValueError(f"vertices must be [V, 3], got {tuple(vertices.shape)}")
+        if not vertices.is_floating_point():
+            raise ValueError("vertices must be a floating-point tensor")
+        if vertices.dtype not in (torch.float32, torch.float64):
+            vertices = vertices.float()
+        if colors.dim() not in (2, 3) or colors.shape[-1] != 3 or colors.shape[-2] != vertices.shape[0]:
+            raise ValueError(
+                f"colors must be [V, 3] or [P, V, 3] with V={vertices.shape[0]}, "
+                f"got {tuple(colors.shape)}"
+            )
+        faces = faces.to(device=vertices.device, dtype=torch.int64)
+        return vertices, faces, colors.to(device=vertices.device, dtype=vertices.dtype)
