@@ -95,21 +95,22 @@ def human_sdf() -> Field:
     """A standing humanoid, 1.8 units tall, feet on y=0, facing +z, arms slightly out."""
     head = smooth_union(
         [
-            ellipsoid((0.0, 1.625, 0.0), (0.085, 0.112, 0.1)),
-            ellipsoid((0.0, 1.565, 0.025), (0.068, 0.065, 0.075)),  # jaw
-            capsule((0.0, 1.62, 0.085), (0.0, 1.585, 0.115), 0.012, 0.017),  # nose
-            *mirrored(lambda s: ellipsoid((s * 0.085, 1.615, -0.005), (0.018, 0.032, 0.022))),  # ears
+            ellipsoid((0.0, 1.64, 0.0), (0.082, 0.108, 0.098)),  # skull
+            ellipsoid((0.0, 1.585, 0.028), (0.064, 0.06, 0.07)),  # jaw and chin
+            ellipsoid((0.0, 1.666, 0.07), (0.06, 0.02, 0.03)),  # brow ridge
+            capsule((0.0, 1.655, 0.092), (0.0, 1.612, 0.112), 0.009, 0.014),  # nose
+            *mirrored(lambda s: ellipsoid((s * 0.085, 1.635, -0.005), (0.013, 0.03, 0.02))),  # ears
         ],
-        k=0.02,
+        k=0.018,
     )
     head = smooth_subtract(
         head,
-        smooth_union(mirrored(lambda s: ellipsoid((s * 0.035, 1.645, 0.1), (0.022, 0.012, 0.02))), k=0.01),
-        k=0.01,
+        smooth_union(mirrored(lambda s: ellipsoid((s * 0.032, 1.645, 0.096), (0.018, 0.011, 0.014))), k=0.01),
+        k=0.018,
     )  # eye sockets
     trunk = smooth_union(
         [
-            capsule((0.0, 1.44, -0.005), (0.0, 1.56, 0.0), 0.048),  # neck
+            capsule((0.0, 1.42, -0.005), (0.0, 1.58, 0.0), 0.047),  # neck
             ellipsoid((0.0, 1.29, 0.0), (0.165, 0.17, 0.1)),  # chest
             ellipsoid((0.0, 1.08, -0.005), (0.135, 0.18, 0.088)),  # waist
             ellipsoid((0.0, 0.93, -0.01), (0.16, 0.12, 0.1)),  # hips
@@ -261,8 +262,8 @@ def check(mesh: trimesh.Trimesh, name: str) -> None:
 MAKERS: dict[str, Callable[[], trimesh.Trimesh]] = {
     "sphere": sphere,
     "vase": vase,
-    "human": lambda: mesh_sdf(human_sdf(), Grid((-0.4, 0.0, -0.2), (0.4, 1.8, 0.22), 0.005), faces=40_000),
-    "dog": lambda: mesh_sdf(dog_sdf(), Grid((-0.25, 0.0, -0.7), (0.25, 1.2, 0.85), 0.006), faces=30_000),
+    "human": lambda: mesh_sdf(human_sdf(), Grid((-0.4, 0.0, -0.2), (0.4, 1.8, 0.22), 0.004), faces=56_000),
+    "dog": lambda: mesh_sdf(dog_sdf(), Grid((-0.25, 0.0, -0.7), (0.25, 1.2, 0.85), 0.005), faces=36_000),
 }
 
 

@@ -15,6 +15,7 @@ colour and pattern are printed at the end.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 from pathlib import Path
@@ -41,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=30, help="linear warm-up steps")
     parser.add_argument("--image-size", type=int, default=64, help="size the data are drawn at (then resized)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument("--eval-every", type=int, default=0, help="print held-out accuracies every N steps; 0: at the end")
     parser.add_argument("--eval-n", type=int, default=1100, help="held-out images per accuracy")
     parser.add_argument("--out", type=Path, default=tiny_checkpoint_path(), help="checkpoint file to write")
     return parser.parse_args(argv)
@@ -109,6 +111,16 @@ def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
     tmp.replace(path)
 
 
+def model_input(images: torch.Tensor, size: tuple[int, int], pp: dict, g: torch.Generator) -> torch.Tensor:
+    """Resize [B,3,H,W] images to the model's input and normalize: half of them antialiased (as
+    ClipModel does), half point-sampled bilinearly (as augmentations drawn at CLIP's size are)."""
+    smooth = preprocess_images(images, size, pp["mean"], pp["std"], pp.get("interpolation", "bicubic"))
+    sharp = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+    sharp = preprocess_images(sharp, size, pp["mean"], pp["std"])
+    pick = (torch.rand(len(images), generator=g) < 0.5).view(-1, 1, 1, 1)
+    return torch.where(pick, sharp, smooth)
+
+
 def train(args: argparse.Namespace) -> torch.nn.Module:
     open_clip = import_open_clip()
     torch.manual_seed(args.seed)
@@ -124,7 +136,7 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
         batch = make_batch(args.batch, args.image_size, data)
-        pixels = preprocess_images(batch.images, size, pp["mean"], pp["std"], pp.get("interpolation", "bicubic"))
+        pixels = model_input(batch.images, size, pp, data)
         image_emb = F.normalize(model.encode_image(pixels), dim=-1)
         text_emb = F.normalize(model.encode_text(tokenizer(batch.captions)), dim=-1)
         loss = contrastive_loss(image_emb, text_emb, model.logit_scale, caption_matches(batch))
@@ -134,7 +146,20 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
         if step % 50 == 0 or step == args.steps - 1:
             print(f"step {step:5d}  loss {loss.item():.4f}  scale {model.logit_scale.exp().item():6.2f}  "
                   f"{time.time() - start:6.1f}s", flush=True)
+        if args.eval_every and step > 0 and step % args.eval_every == 0:
+            print_scores(evaluate(frozen_copy(model, tokenizer), 220, args.image_size, seed=args.seed + 10_000))
+            model.train()
     return model
+
+
+def frozen_copy(model: torch.nn.Module, tokenizer) -> ClipModel:
+    """A frozen ClipModel around a copy of the model being trained."""
+    return ClipModel(copy.deepcopy(model), tokenizer, TINY_MODEL, "training")
+
+
+def print_scores(scores: dict[str, float]) -> None:
+    for key, value in scores.items():
+        print(f"held-out zero-shot accuracy {key}: {value:.3f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -148,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     scores = evaluate(clip, args.eval_n, args.image_size, seed=args.seed + 10_000)
     size_mb = args.out.stat().st_size / 2**20
     print(f"saved {args.out} ({size_mb:.1f} MB) after {minutes:.1f} min")
-    for key, value in scores.items():
-        print(f"held-out zero-shot accuracy {key}: {value:.3f}")
+    print_scores(scores)
     return scores
 
 

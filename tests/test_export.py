@@ -11,13 +11,9 @@ from text2mesh.errors import ConfigError
 from text2mesh.export import export_mesh
 from text2mesh.export.files import atomic_path
 
+from export_helpers import glb_texture, nearest_input_vertex, sample_bilinear, srgb_from_linear
+
 ONE_STEP = 1.0 / 255.0 + 1e-6
-
-
-def srgb_from_linear(c: np.ndarray) -> np.ndarray:
-    """The sRGB transfer function (IEC 61966-2-1), written independently of the exporter."""
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
 
 
 @pytest.fixture(scope="module")
@@ -79,58 +75,15 @@ def test_glb_is_valid_gltf_with_linear_vertex_colors(tmp_path, colored_mesh):
     np.testing.assert_allclose(srgb_from_linear(linear), colors, atol=ONE_STEP)
 
 
-def _sample_bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Texture lookup as a viewer does it: glTF UVs (origin top-left), texel centres at +0.5."""
-    h, w = image.shape[:2]
-    x = np.clip(uv[:, 0] * w - 0.5, 0, w - 1)
-    y = np.clip(uv[:, 1] * h - 0.5, 0, h - 1)
-    x0, y0 = np.minimum(x.astype(int), w - 2), np.minimum(y.astype(int), h - 2)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    img = image.astype(np.float64) / 255.0
-    top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
-    bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
-def _glb_texture(path):
-    """(positions [V,3], faces [F,3], uv [V,2] glTF convention, image [N,N,3], attribute names)."""
-    import io
-
-    from PIL import Image
-
-    gltf = pygltflib.GLTF2().load(str(path))
-    blob = gltf.binary_blob()
-
-    def read(accessor_index, dtype, width):
-        accessor = gltf.accessors[accessor_index]
-        view = gltf.bufferViews[accessor.bufferView]
-        return np.frombuffer(blob, dtype, accessor.count * width, view.byteOffset).reshape(-1, width)
-
-    primitive = gltf.meshes[0].primitives[0]
-    attributes = primitive.attributes
-    image_view = gltf.bufferViews[gltf.images[0].bufferView]
-    png = blob[image_view.byteOffset : image_view.byteOffset + image_view.byteLength]
-    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    names = {name for name, value in vars(attributes).items() if value is not None}
-    positions = read(attributes.POSITION, np.float32, 3)
-    faces = read(primitive.indices, np.uint32, 1).reshape(-1, 3)
-    return positions, faces, read(attributes.TEXCOORD_0, np.float32, 2), image, names
-
-
-def _nearest_input_vertex(points, vertices):
-    distances = ((points[:, None, :] - vertices[None, :, :]) ** 2).sum(-1)
-    return distances.argmin(1)
-
-
-def test_glb_texture_reproduces_vertex_colors_at_vertex_uvs(tmp_path, colored_mesh):
+def testglb_texture_reproduces_vertex_colors_at_vertex_uvs(tmp_path, colored_mesh):
     vertices, faces, colors = colored_mesh
     (written,) = export_mesh(vertices, faces, colors, tmp_path / "tex.glb", texture=256)
-    positions, _, uv, image, attributes = _glb_texture(written)
+    positions, _, uv, image, attributes = glb_texture(written)
     assert image.shape == (256, 256, 3)
     assert "COLOR_0" not in attributes  # glTF would multiply it with the texture
-    source = _nearest_input_vertex(positions, vertices)
+    source = nearest_input_vertex(positions, vertices)
     np.testing.assert_allclose(positions, vertices[source], atol=1e-6)
-    sampled = _sample_bilinear(image, uv)
+    sampled = sample_bilinear(image, uv)
     error = np.abs(sampled - colors[source])
     assert error.max() < 8 / 255, f"worst texel error {error.max() * 255:.1f}/255"
     assert error.mean() < 1.5 / 255
@@ -146,8 +99,8 @@ def test_textured_obj_writes_mtl_and_png_that_trimesh_applies(tmp_path, colored_
     np.testing.assert_allclose(loaded.bounds, [vertices.min(0), vertices.max(0)], atol=1e-5)
     image = np.asarray(loaded.visual.material.image.convert("RGB"))
     uv = loaded.visual.uv * [1.0, -1.0] + [0.0, 1.0]  # OBJ (origin bottom-left) -> top-left
-    source = _nearest_input_vertex(np.asarray(loaded.vertices), vertices)
-    error = np.abs(_sample_bilinear(image, uv) - colors[source])
+    source = nearest_input_vertex(np.asarray(loaded.vertices), vertices)
+    error = np.abs(sample_bilinear(image, uv) - colors[source])
     assert error.max() < 12 / 255 and error.mean() < 2 / 255
 
 
@@ -164,14 +117,14 @@ def test_texture_from_color_fn_holds_detail_finer_than_vertices(tmp_path):
 
     (written,) = export_mesh(vertices, faces, stripes(vertices), tmp_path / "f.glb", texture=512, color_fn=color_fn)
     (plain,) = export_mesh(vertices, faces, stripes(vertices), tmp_path / "v.glb", texture=512)
-    positions, indices, uv, image, _ = _glb_texture(written)
-    _, _, uv_plain, image_plain, _ = _glb_texture(plain)
+    positions, indices, uv, image, _ = glb_texture(written)
+    _, _, uv_plain, image_plain, _ = glb_texture(plain)
     rng = np.random.default_rng(0)
     bary = rng.dirichlet([2.0, 2.0, 2.0], size=len(indices)).astype(np.float32)
     points = np.einsum("kc,kcd->kd", bary, positions[indices])
     truth = stripes(points)
-    field_error = np.abs(_sample_bilinear(image, np.einsum("kc,kcd->kd", bary, uv[indices])) - truth).mean()
-    vertex_error = np.abs(_sample_bilinear(image_plain, np.einsum("kc,kcd->kd", bary, uv_plain[indices])) - truth).mean()
+    field_error = np.abs(sample_bilinear(image, np.einsum("kc,kcd->kd", bary, uv[indices])) - truth).mean()
+    vertex_error = np.abs(sample_bilinear(image_plain, np.einsum("kc,kcd->kd", bary, uv_plain[indices])) - truth).mean()
     assert field_error < 0.03
     assert vertex_error > 3 * field_error
 

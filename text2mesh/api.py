@@ -332,8 +332,12 @@ def stylize(
         Text2MeshError subclasses for user errors; Interrupted after saving on SIGINT/SIGTERM.
     """
     cfg = with_prompts(config if config is not None else load_config("default"), prompt, prompts, image_prompts, negatives)
-    check_targets(cfg)  # validate prompts before any expensive work
+    check_targets(cfg)  # cheap checks first: prompts, device, output folder, then CLIP and the mesh
     device = resolve_device(cfg.optim.device)
+    if output_dir is not None:
+        RunFolder.check_new(output_dir, overwrite=overwrite)
+    if clip is None:
+        clip = _load_clip(cfg, device)
     if isinstance(mesh, (str, Path)):
         cfg.mesh_path = str(Path(mesh).resolve())
     prepared = mesh if isinstance(mesh, PreparedMesh) else prepare_mesh(mesh, cfg.mesh)
@@ -342,8 +346,6 @@ def stylize(
         protect = [cfg.mesh_path] if cfg.mesh_path else []
         run = RunFolder.create(output_dir, overwrite=overwrite, protect=protect)
         save_config(cfg, run.config)
-    if clip is None:
-        clip = _load_clip(cfg, device)
     session = _session(cfg, prepared, clip.to(device), device)
     return _execute(session, run, progress=progress)
 

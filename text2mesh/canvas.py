@@ -9,12 +9,14 @@ draws it at any size as a [3, H, W] image in [0, 1] (row 0 at the top). Three ge
   upsampled;
 - :class:`StrokeCanvas` -- a list of brush strokes drawn by :mod:`text2mesh.strokes`.
 
-All three can start from an init image: the canvas then draws
+All three can start from an init image. The field and pixel canvases then draw
 ``sigmoid(logit(init) + offset)`` where the generator's offset is exactly zero before the first
-step, so an untouched canvas IS the init image.
+step, so an untouched canvas IS the init image; the stroke canvas paints over it, each stroke
+starting in the colour under it.
 
 :class:`CanvasScene` is the degenerate mesh scene the 2D mode is rendered through: a flat grid
-mesh facing one fixed camera, coloured by a texture and drawn by the shared renderer, unlit.
+mesh facing one fixed camera, coloured by a texture and drawn by the shared renderer's
+rasterize/interpolate ops, unlit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 from .config import FieldConfig
 from .field import StyleField
 from .strokes import Strokes, random_strokes, render_strokes
+from .render import Fragments, composite, interpolate, rasterize, transform_vertices
 from .views import Cameras, cameras_from_angles
 
 __all__ = [
@@ -43,7 +46,7 @@ __all__ = [
 ]
 
 _EPS = 1e-4
-HAIR = 1e-2  # pixels: offset of the canvas grid from the render's pixel centres
+HAIR = 1e-3  # pixels: offset of the canvas grid from the render's pixel centres
 
 
 def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
@@ -79,7 +82,8 @@ class Canvas(nn.Module):
     """Base class: a parametrized picture.
 
     Subclasses implement :meth:`texture`; :meth:`perturb` moves the parameters a little (for
-    ``vary``), :meth:`init_image` gives the picture the canvas started from (or None).
+    ``vary``); the ``init`` buffer ([3, H, W] or None) is the init image, saved with the
+    parameters in ``state_dict``.
     """
 
     kind: str = ""
@@ -248,37 +252,39 @@ class CanvasScene:
     """The 2D mode as a mesh scene: a flat grid mesh in front of one fixed camera.
 
     The grid has one vertex per texture pixel, at the pixel's centre on the picture plane
-    (see :func:`plane_points`) up to a hundredth of a pixel (so no pixel centre lies on an
+    (see :func:`plane_points`) up to a thousandth of a pixel (so no pixel centre lies on an
     edge, and the border pixels are covered); the camera sees exactly the picture, so an
-    unlit render reproduces the texture.
+    unlit render reproduces the texture. Nothing in the scene moves, so it is rasterized once
+    (:func:`text2mesh.render.rasterize`) and every render only interpolates the texture's
+    colours over the stored fragments (:func:`text2mesh.render.interpolate`).
 
     Attributes:
-        vertices: [H*W, 3] float32 grid vertices.
+        vertices: [H*W, 3] float64 grid vertices (float64: see :func:`canvas_scene`).
         faces: [F, 3] int64, two triangles per grid cell, counter-clockwise seen from the camera.
         cameras: one camera on +z looking at the picture.
         size: (H, W) of textures and renders.
+        fragments: the scene's rasterization by ``cameras``.
     """
 
     vertices: Tensor
     faces: Tensor
     cameras: Cameras
     size: tuple[int, int]
+    fragments: Fragments
 
     def colors(self, texture: Tensor) -> Tensor:
         """[3, H, W] texture -> [H*W, 3] vertex colours."""
         return texture.reshape(3, -1).T
 
-    def render(self, texture: Tensor, renderer) -> Tensor:
-        """Draw the grid coloured by ``texture`` ([3, H, W]) -> [1, 3, H, W] unlit render."""
-        out = renderer.render(
-            self.vertices,
-            self.faces,
-            self.cameras,
-            self.colors(texture),
-            lighting="unlit",
-            background=(1.0, 1.0, 1.0),
-        )
-        return out.images
+    def render(self, texture: Tensor, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Tensor:
+        """Draw the grid coloured by ``texture`` ([3, H, W]), unlit -> [1, 3, H, W] in its dtype.
+
+        Differentiable wrt ``texture``; pixels no triangle covers (none, by construction)
+        would show ``background``.
+        """
+        rgb = interpolate(self.colors(texture), self.faces, self.fragments)  # [1, H, W, 3]
+        covered = (self.fragments.face_index >= 0)[..., None].to(rgb.dtype)
+        return composite(rgb, covered, background).permute(0, 3, 1, 2)
 
 
 def grid_faces(height: int, width: int, *, device="cpu") -> Tensor:
@@ -301,19 +307,25 @@ def canvas_scene(
     """
     height, width = size
     half_height = radius * math.tan(math.radians(fov_degrees) / 2.0)
-    points = plane_points(size, device=device)
-    # Pixel centres would fall exactly on vertices (ties in the rasterizer): stretch the grid
-    # by HAIR pixel per side and shift it by HAIR / 2, so every render pixel centre is strictly
-    # inside a triangle, within 2 * HAIR pixel of its own vertex (colour error < 2% of the
-    # local contrast).
-    sx = 1.0 + 2.0 * HAIR / max(width - 1, 1)
-    sy = 1.0 + 2.0 * HAIR / max(height - 1, 1)
-    shift = torch.tensor([HAIR / width, HAIR / (2 * height), 0.0], device=device)
-    scale = torch.tensor([sx, sy, 1.0], device=device)
-    vertices = (points * scale + shift) * torch.tensor([half_height, half_height, 1.0], device=device)
+    points = plane_points(size, dtype=torch.float64, device=device)
+    # Pixel centres would fall exactly on vertices (ties in the rasterizer). Stretch the grid
+    # by HAIR pixel per side and shift it by HAIR / 2 pixel right and HAIR / 4 pixel up: every
+    # render pixel centre is then strictly inside a triangle, within 2 * HAIR pixel of its own
+    # vertex (colour error < 0.2% of the local contrast). float64 keeps that margin exact.
+    pixel = torch.tensor([2.0 * width / height / width, 2.0 / height, 0.0], dtype=torch.float64)
+    stretch = torch.tensor(
+        [1.0 + 2.0 * HAIR / max(width - 1, 1), 1.0 + 2.0 * HAIR / max(height - 1, 1), 1.0],
+        dtype=torch.float64,
+    )
+    shift = pixel * torch.tensor([HAIR / 2, HAIR / 4, 0.0], dtype=torch.float64)
+    vertices = (points * stretch.to(device) + shift.to(device)) * half_height
     azimuth = torch.tensor([math.pi / 2], device=device)
     elevation = torch.zeros(1, device=device)
     cameras = cameras_from_angles(
         azimuth, elevation, radius=radius, fov_degrees=fov_degrees, image_size=(height, width)
     )
-    return CanvasScene(vertices, grid_faces(height, width, device=device), cameras, (height, width))
+    faces = grid_faces(height, width, device=device)
+    with torch.no_grad():
+        _, clip_vertices = transform_vertices(vertices, cameras)
+        fragments = rasterize(clip_vertices, faces, (height, width))
+    return CanvasScene(vertices, faces, cameras, (height, width), fragments)

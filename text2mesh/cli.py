@@ -89,6 +89,160 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
         click.echo(f"wrote {result.run_dir}: {', '.join(files)}, renders/")
 
 
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["obj", "ply", "glb"]), help="Mesh format (default: from -o's suffix, else glb).")
+@click.option("--texture", type=click.IntRange(16, 16384), metavar="N", help="Bake an NxN UV texture from the style field (obj, glb).")
+@click.option("--no-displacement", is_flag=True, help="Keep the base shape; export the style's colours only.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default: in RUN_DIR).")
+def export_command(run_dir, fmt, texture, no_displacement, output) -> None:
+    """Re-export a finished or interrupted run's mesh, without re-optimizing."""
+    from .api import load_run
+    from .export.runs import export_run
+
+    fmt = _export_format(fmt, output)
+    result = load_run(run_dir)
+    if output is None:
+        stem = Path(result.prepared.source).stem or "mesh"
+        suffix = ("_base_shape" if no_displacement else "") + (f"_texture{texture}" if texture else "")
+        output = Path(run_dir) / f"{stem}_stylized{suffix}.{fmt}"
+    for path in export_run(result, output, fmt=fmt, texture=texture, displacement=not no_displacement):
+        click.echo(str(path))
+
+
+def _export_format(fmt: str | None, output: str | None) -> str:
+    """The format from --format and/or -o's suffix; they must agree."""
+    suffix = Path(output).suffix.lstrip(".").lower() if output else ""
+    if fmt and suffix and suffix != fmt:
+        raise ConfigError(f"-o {output} does not end in .{fmt}; change the suffix or --format")
+    if not fmt and suffix and suffix not in ("obj", "ply", "glb"):
+        raise ConfigError(f"cannot export to .{suffix}; use a .obj, .ply or .glb file name or --format")
+    return fmt or suffix or "glb"
+
+
+@cli.command("render")
+@click.argument("target", type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the pictures (default: RUN_DIR/renders or <mesh>_renders).")
+@click.option("--size", type=click.IntRange(16, 4096), default=512, show_default=True, help="Picture width and height.")
+@click.option("--frames", type=click.IntRange(1, 720), default=32, show_default=True, help="Turntable frames.")
+@click.option("--fps", type=click.FloatRange(1, 60), default=16.0, show_default=True, help="Turntable frames per second.")
+@click.option("--views", type=click.IntRange(0, 64), default=8, show_default=True, help="Views in the grid (0: no grid).")
+@click.option("--mp4/--no-mp4", default=None, help="Also write turntable.mp4 (default: when imageio-ffmpeg is installed).")
+@click.option("--lighting", type=click.Choice(["sh", "unlit"]), default="sh", show_default=True, help="Shaded as CLIP saw it, or flat colours.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True, help="Where to render.")
+def render_command(target, output, size, frames, fps, views, mp4, lighting, device) -> None:
+    """Write pictures of a run folder or a mesh file (no display needed).
+
+    TARGET is a run folder written by `stylize` or any mesh file. Writes turntable.gif
+    (and .mp4), views.png, and before_after.png and loss.png for runs.
+    """
+    from .api import resolve_device
+    from .export.pictures import PictureSettings
+    from .export.runs import load_shown, write_pictures
+
+    shown = load_shown(target)
+    if output is None:
+        output = shown.run_dir / "renders" if shown.run_dir else Path(f"{shown.name}_renders")
+    settings = PictureSettings(size=size, lighting=lighting, device=str(resolve_device(device)))
+    labels = ("before", "after") if shown.run_dir else ("shape", "colours")
+    written = write_pictures(output, shown.after, shown.before, shown.losses, settings,
+                             n_frames=frames, fps=fps, n_views=views, mp4=mp4, labels=labels)
+    for path in written:
+        click.echo(str(path))
+
+
+@cli.command("view")
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--before-after", is_flag=True, help="Show the base mesh (left) beside the stylized one (right).")
+def view_command(target, before_after) -> None:
+    """Open an interactive window (orbit: drag, zoom: scroll) on a run folder or a mesh file."""
+    from .export.runs import load_shown
+    from .viewer import show
+
+    shown = load_shown(target)
+    if before_after and shown.before is None:
+        raise ConfigError(f"{target} has no 'before' mesh to compare with; drop --before-after")
+    show([shown.before, shown.after] if before_after else [shown.after], title=f"text2mesh: {shown.name}")
+
+
+@cli.command("imagine")
+@click.argument("prompt", required=False)
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Run folder (default: runs/imagine-<prompt>-<time>).")
+@click.option("--iters", type=click.IntRange(min=1), help="Iterations (optim.iters).")
+@click.option("--size", type=(int, int), metavar="W H", help="Picture width and height in pixels (default 512 512).")
+@click.option("--generator", type=click.Choice(["field", "pixels", "strokes"]), help="What paints the picture (default field).")
+@click.option("--seed", type=int, help="Random seed (optim.seed); with --variations N, seeds SEED..SEED+N-1.")
+@click.option("--preset", help="A preset in configs/.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A YAML config file (instead of --preset).")
+@click.option("--clip-model", help="open_clip model name, or text2mesh-tiny (shipped, offline).")
+@click.option("--clip-pretrained", help="open_clip pretrained tag (default openai) or a weights file.")
+@click.option("--clip-checkpoint", type=click.Path(dir_okay=False), help="Local CLIP weights file for --clip-model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Where to run (default auto).")
+@click.option("--prompt", "prompts", multiple=True, metavar="TEXT[:W]", help="Another text target with weight W (default 1; negative pushes away).")
+@click.option("--image-prompt", "image_prompts", multiple=True, metavar="FILE[:W]", help="An image target with weight W.")
+@click.option("--negative", "negatives", multiple=True, metavar="TEXT", help="A text to move away from (weight -1).")
+@click.option("--init-image", type=click.Path(dir_okay=False), help="Start from this picture.")
+@click.option("--variations", type=click.IntRange(min=1), default=1, show_default=True, help="N runs with consecutive seeds and a contact sheet.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override any config field, e.g. imagine.n_strokes=128.")
+@click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def imagine_command(prompt, output, iters, size, generator, seed, preset, config_file, clip_model, clip_pretrained,
+                    clip_checkpoint, device, prompts, image_prompts, negatives, init_image, variations, settings,
+                    overwrite, resume_dir, quiet) -> None:
+    """Paint a picture that looks like PROMPT (the 2D mode); writes image.png and progress.gif."""
+    from . import imagine as im
+    from .config import dotted_override, load_config, merge_dicts
+    from .run import default_run_dir
+
+    if resume_dir is not None:
+        if prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image:
+            raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --quiet)")
+        results = [im.imagine(None, output_dir=resume_dir, resume=True, progress=not quiet)]
+    else:
+        overrides = _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings)
+        if size is not None:
+            overrides = merge_dicts(overrides, dotted_override("imagine.size", list(size)))
+        if generator is not None:
+            overrides = merge_dicts(overrides, dotted_override("imagine.generator", generator))
+        cfg = load_config(preset=preset, path=config_file, overrides=overrides)
+        if prompt is None and not (cfg.prompts or prompts or image_prompts):
+            raise ConfigError("give a PROMPT, e.g. text2mesh imagine \"a watercolor of a lighthouse\"")
+        name = prompt or (prompts[0] if prompts else "image")
+        out_dir = output or default_run_dir("imagine", name)
+        kwargs = dict(prompts=prompts, image_prompts=image_prompts, negatives=negatives, init_image=init_image,
+                      overwrite=overwrite, progress=not quiet)
+        if variations > 1:
+            results = im.imagine_variations(prompt, variations, cfg, out_dir, **kwargs)
+        else:
+            results = [im.imagine(prompt, cfg, out_dir, **kwargs)]
+    if not quiet:
+        for result in results:
+            click.echo(f"wrote {result.run_dir}: {', '.join(p.name for p in result.files)}")
+        if len(results) > 1:
+            click.echo(f"contact sheet: {Path(results[0].run_dir).parent / im.CONTACT_SHEET}")
+
+
+@cli.command("vary")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--strength", type=click.FloatRange(min=0), default=0.3, show_default=True, help="How far from the parent (0: the parent itself).")
+@click.option("-n", "n", type=click.IntRange(min=1), default=4, show_default=True, help="Number of variations.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the variations (default: RUN_DIR/variations).")
+@click.option("--iters", type=click.IntRange(min=0), help="Iterations after the perturbation (default: strength x the parent's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the perturbations.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Where to run (default: the parent's).")
+@click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def vary_command(run_dir, strength, n, output, iters, seed, device, overwrite, quiet) -> None:
+    """Explore the neighbours of an `imagine` run: perturb its parameters, continue, compare."""
+    from . import imagine as im
+
+    results = im.vary(run_dir, strength, n, output, iters=iters, seed=seed, device=device, overwrite=overwrite,
+                      progress=not quiet)
+    if not quiet:
+        click.echo(f"wrote {len(results)} variations and {Path(results[0].run_dir).parent / im.CONTACT_SHEET}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` lets tests call it in-process."""
     logging.basicConfig(level=logging.WARNING, format="text2mesh: %(levelname)s: %(message)s")

@@ -22,10 +22,11 @@ A run folder holds ``config.yaml``, ``checkpoint.pt``, ``image.png``, ``progress
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ class ImageResult:
     image: Tensor
     losses: list[float]
     run_dir: Path | None = None
-    files: list[Path] = field(default_factory=list)
+    files: list[Path] = dataclasses.field(default_factory=list)
 
 
 def output_size(cfg: Config) -> tuple[int, int]:
@@ -198,7 +199,7 @@ class ImagineProblem:
     """One picture against CLIP targets, as a :class:`~text2mesh.optimize.Problem`.
 
     Per iteration: canvas texture at ``size`` -> unlit render of the flat grid scene (or the
-    texture itself when ``renderer`` is None) -> cutouts at ``clip_size`` -> objective.
+    texture itself when ``scene`` is False) -> cutouts at ``clip_size`` -> objective.
 
     Args:
         canvas: what is optimized (on the run's device).
@@ -207,8 +208,8 @@ class ImagineProblem:
         iters: the run's total iterations (for the cutout schedule and the field's progress).
         size: (H, W) of the picture while optimizing.
         clip_size: (h, w) CLIP's input size.
-        renderer: the shared renderer (``render(vertices, faces, cameras, colors, lighting,
-            background)``), or None to score the texture directly.
+        scene: draw the texture through the flat grid scene (:class:`CanvasScene`); False
+            scores the texture directly (the same picture, up to 0.2% of the local contrast).
     """
 
     def __init__(
@@ -220,7 +221,7 @@ class ImagineProblem:
         iters: int,
         size: tuple[int, int],
         clip_size: tuple[int, int],
-        renderer=None,
+        scene: bool = True,
     ) -> None:
         self.canvas = canvas
         self.objective = objective
@@ -228,10 +229,8 @@ class ImagineProblem:
         self.iters = iters
         self.size = size
         self.clip_size = clip_size
-        self.renderer = renderer
-        device = next(iter(canvas.buffers()), None)
-        device = device.device if device is not None else next(canvas.parameters()).device
-        self.scene: CanvasScene | None = canvas_scene(size, device=device) if renderer is not None else None
+        device = next(canvas.parameters()).device
+        self.scene: CanvasScene | None = canvas_scene(size, device=device) if scene else None
 
     def parameters(self):
         return self.canvas.parameters()
@@ -247,7 +246,7 @@ class ImagineProblem:
         texture = self.canvas.texture(self.size, progress)
         if self.scene is None:
             return texture[None]
-        return self.scene.render(texture, self.renderer)
+        return self.scene.render(texture)
 
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         progress = min(1.0, step / max(1, self.iters - 1))
@@ -259,19 +258,13 @@ class ImagineProblem:
         return self.objective([Term("cutouts", cutouts, 1)])
 
 
-def _renderer():
-    from .render import Renderer
-
-    return Renderer()
-
-
 def _init_tensor(cfg: Config) -> Tensor | None:
-    """The init image resized to the working size, or None."""
+    """The init image resized to the output size (canvases resize it further), or None."""
     if cfg.imagine.init_image is None:
         return None
     from .canvas import resize_image
 
-    return resize_image(load_picture(cfg.imagine.init_image), working_size(cfg))
+    return resize_image(load_picture(cfg.imagine.init_image), output_size(cfg))
 
 
 @dataclass
@@ -284,24 +277,14 @@ class _Session:
 
 def _optim(cfg: Config) -> OptimConfig:
     lr = cfg.imagine.lr if cfg.imagine.lr is not None else DEFAULT_LR.get(cfg.imagine.generator, cfg.optim.lr)
-    return dataclass_replace(cfg.optim, lr=lr)
+    return dataclasses.replace(cfg.optim, lr=lr)
 
 
-def dataclass_replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
-
-
-def _session(
-    cfg: Config, clip, device: torch.device, *, init: Tensor | None, renderer=None, use_renderer: bool = True
-) -> _Session:
+def _session(cfg: Config, clip, device: torch.device, *, init: Tensor | None) -> _Session:
     canvas = build_canvas(cfg, init=init).to(device)
     objective = Objective(
         clip, run_targets(cfg), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch
     )
-    if use_renderer and renderer is None:
-        renderer = _renderer()
     problem = ImagineProblem(
         canvas,
         objective,
@@ -309,7 +292,6 @@ def _session(
         iters=cfg.optim.iters,
         size=working_size(cfg),
         clip_size=tuple(clip.image_size),
-        renderer=renderer if use_renderer else None,
     )
     generator = torch.Generator().manual_seed(cfg.optim.seed + LOOP_SEED_OFFSET)
     loop = Loop(problem, _optim(cfg), generator=generator)
@@ -461,7 +443,6 @@ def imagine(
     negatives: Sequence[str] = (),
     init_image: str | Path | None = None,
     clip=None,
-    renderer=None,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
@@ -477,7 +458,6 @@ def imagine(
         image_prompts: ``"file[:weight]"``; negatives: texts with weight -1.
         init_image: start from this picture (overrides ``config.imagine.init_image``).
         clip: a loaded ClipModel (default: ``config.guidance``'s model on the run's device).
-        renderer: the renderer to draw the canvas scene with (default: a new ``Renderer``).
         overwrite: allow a non-empty ``output_dir``.
         resume: continue the run in ``output_dir`` from its checkpoint (its saved config wins).
         progress: show a progress bar on stderr.
@@ -487,24 +467,24 @@ def imagine(
     if resume:
         if output_dir is None:
             raise RunFolderError("--resume needs the run folder: give -o/--output DIR")
-        return resume_image_run(output_dir, clip=clip, renderer=renderer, progress=progress)
+        return resume_image_run(output_dir, clip=clip, progress=progress)
     cfg = _prepare(prompt, config, prompts, image_prompts, negatives, init_image)
     run = None
     if output_dir is not None:
         run = RunFolder.create(output_dir, overwrite=overwrite)
         save_config(cfg, run.config)
     device, clip = _device_and_clip(cfg, clip)
-    session = _session(cfg, clip, device, init=_init_tensor(cfg), renderer=renderer)
+    session = _session(cfg, clip, device, init=_init_tensor(cfg))
     return _execute(session, run, progress=progress)
 
 
-def resume_image_run(run_dir: str | Path, *, clip=None, renderer=None, progress: bool = False) -> ImageResult:
+def resume_image_run(run_dir: str | Path, *, clip=None, progress: bool = False) -> ImageResult:
     """Continue an interrupted (or finished) 2D run to its configured iteration count."""
     run = RunFolder.open(run_dir)
     cfg = load_config(path=run.config)
     state = _image_checkpoint(run)
     device, clip = _device_and_clip(cfg, clip)
-    session = _session(cfg, clip, device, init=state["loop"]["problem"].get("init"), renderer=renderer)
+    session = _session(cfg, clip, device, init=state["loop"]["problem"].get("init"))
     session.loop.load_state_dict(state["loop"])
     log.info("resuming %s at iteration %d of %d", run.path, session.loop.step, cfg.optim.iters)
     return _execute(session, run, progress=progress)
@@ -588,8 +568,8 @@ def vary(
     *,
     iters: int | None = None,
     seed: int = 0,
+    device: str | None = None,
     clip=None,
-    renderer=None,
     overwrite: bool = False,
     progress: bool = False,
 ) -> list[ImageResult]:
@@ -598,15 +578,21 @@ def vary(
     Each variation k adds Gaussian noise of ``strength`` times each parameter tensor's spread
     (seeded by ``seed + k``) and then runs ``iters`` more iterations of the same objective
     (default: ``round(strength * parent iterations)``, at most the parent's count) with a fresh
-    optimizer at the configured learning rate. Strength 0 reproduces the parent exactly.
+    optimizer at the configured learning rate and the parent's final (small) cutout sizes.
+    Strength 0 (with the default ``iters``) reproduces the parent exactly.
 
     Args:
         run_dir: a folder written by ``imagine``.
+        strength: size of the step away from the parent (>= 0; ~0.1 close, ~1 far).
+        n: number of variations.
         output_dir: where to write one run folder per variation (``variation-<k>/``) and
-            ``contact_sheet.png`` (default: ``<run_dir>/variations``; None and no default
-            written only when ``output_dir`` is False-y and the parent is... see below).
+            ``contact_sheet.png``; default ``<run_dir>/variations``.
+        iters: iterations after the perturbation (see above).
+        seed: seed of the perturbations (variation k uses ``seed + k``).
+        device: where to continue (default: the parent's ``optim.device``).
+        clip, overwrite, progress: as for :func:`imagine`.
     Returns:
-        n :class:`ImageResult` s.
+        n :class:`ImageResult` s, each with its run folder.
     """
     if strength < 0 or not math.isfinite(strength):
         raise ConfigError(f"--strength must be a number >= 0, got {strength}")
@@ -614,6 +600,8 @@ def vary(
         raise ConfigError(f"-n must be at least 1, got {n}")
     parent_run = RunFolder.open(run_dir)
     parent_cfg = load_config(path=parent_run.config)
+    if device is not None:
+        parent_cfg.optim.device = device
     state = _image_checkpoint(parent_run)
     canvas_state = state["loop"]["problem"]
     extra = iters if iters is not None else round(min(strength, 1.0) * parent_cfg.optim.iters)
@@ -628,13 +616,14 @@ def vary(
         cfg = copy.deepcopy(parent_cfg)
         cfg.optim.iters = extra
         cfg.optim.seed = parent_cfg.optim.seed + seed + k + 1
+        cfg.imagine.cutout_start = list(cfg.imagine.cutout_end)
         run = RunFolder.create(root.path / f"variation-{k}", overwrite=overwrite)
         save_config(cfg, run.config)
         if extra == 0:
             canvas = _perturbed_canvas(parent_cfg, canvas_state, strength, seed + k)
             result = _static_result(cfg, canvas, run)
         else:
-            session = _session(cfg, clip, device, init=canvas_state.get("init"), renderer=renderer)
+            session = _session(cfg, clip, device, init=canvas_state.get("init"))
             session.problem.canvas.load_state_dict(canvas_state)
             generator = torch.Generator().manual_seed(seed + k)
             session.problem.canvas.perturb(strength, generator)

@@ -64,16 +64,22 @@ class RunFolder:
             RunFolderError: the folder is not empty and ``overwrite`` is off, the path is a
                 file, or it cannot be created.
         """
-        run = cls(path)
-        if run.path.exists() and not run.path.is_dir():
-            raise RunFolderError(f"output {run.path} is a file; give a folder with -o/--output")
-        if run.path.is_dir() and any(run.path.iterdir()) and not overwrite:
-            raise RunFolderError(f"output folder {run.path} is not empty; choose another -o/--output or pass --overwrite")
+        run = cls.check_new(path, overwrite=overwrite)
         try:
             run.renders.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunFolderError(f"cannot create output folder {run.path}: {exc.strerror}") from None
         run.protected = [Path(p).resolve() for p in protect]
+        return run
+
+    @classmethod
+    def check_new(cls, path: str | Path, *, overwrite: bool = False) -> "RunFolder":
+        """What :meth:`create` checks, without creating anything (fail before expensive work)."""
+        run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunFolderError(f"output {run.path} is a file; give a folder with -o/--output")
+        if run.path.is_dir() and any(run.path.iterdir()) and not overwrite:
+            raise RunFolderError(f"output folder {run.path} is not empty; choose another -o/--output or pass --overwrite")
         return run
 
     @classmethod

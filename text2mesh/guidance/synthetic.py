@@ -47,7 +47,7 @@ PATTERN_NOUNS = {"stripes": ("stripes",), "checkerboard": ("a checkerboard patte
                  "dots": ("dots", "polka dots", "spots")}
 PATTERN_ADJECTIVES = {"plain": ("plain", "solid"), "stripes": ("striped",), "checkerboard": ("checkered", "checkerboard"),
                       "dots": ("dotted", "spotted", "polka dot")}
-NOUNS = ("object", "thing", "shape", "object", "surface", "sculpture")
+NOUNS = ("object", "thing", "shape", "object", "surface", "sculpture", "image", "picture")
 SHAPES = ("circle", "polygon", "star", "blob", "closeup")
 
 

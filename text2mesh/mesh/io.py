@@ -92,6 +92,15 @@ def flatten_geometry(loaded: object, name: str = "input") -> trimesh.Trimesh:
     Raises:
         MeshError: there are no triangles.
     """
+    try:
+        return _flatten(loaded, name)
+    except MeshError:
+        raise
+    except Exception as error:  # parser output can be inconsistent in any way for a broken file
+        raise MeshError(f"cannot read {name}: malformed geometry ({_one_line(error)}); re-export the mesh") from error
+
+
+def _flatten(loaded: object, name: str) -> trimesh.Trimesh:
     parts = _triangle_parts(loaded)
     if not parts:
         kind = type(loaded).__name__
@@ -104,8 +113,10 @@ def flatten_geometry(loaded: object, name: str = "input") -> trimesh.Trimesh:
     colors = []
     offset = 0
     for part in parts:
-        part_vertices = np.asarray(part.vertices, dtype=np.float64).reshape(-1, 3)
-        part_faces = np.asarray(part.faces, dtype=np.int64).reshape(-1, 3)
+        part_vertices = np.asarray(part.vertices, dtype=np.float64)
+        part_faces = np.asarray(part.faces, dtype=np.int64)
+        if part_vertices.ndim != 2 or part_vertices.shape[1] != 3 or part_faces.ndim != 2 or part_faces.shape[1] != 3:
+            raise MeshError(f"cannot read {name}: vertices or faces are malformed; re-export the mesh")
         vertices.append(part_vertices)
         faces.append(part_faces + offset)
         offset += len(part_vertices)

@@ -48,6 +48,10 @@ MERGE_TOLERANCE = 1e-6
 # Faces whose area is below this fraction of (largest extent)^2 count as degenerate.
 DEGENERATE_AREA = 1e-14
 
+# Inputs beyond these bounds cannot be normalized safely in float64 (squares would overflow).
+MAX_COORDINATE = 1e30
+MIN_EXTENT = 1e-30
+
 _AXES = {"x": 0, "y": 1, "z": 2}
 
 
@@ -250,8 +254,9 @@ def prepare_mesh(
     if cfg.clean:
         arrays, line = _clean(arrays, name)
     else:
+        arrays, n_unreferenced = _drop_unreferenced(arrays)
         _check_finite(arrays, name)
-        line = "clean: off"
+        line = f"clean: off (only {n_unreferenced} unreferenced vertices dropped)"
     report.append(line)
     rotation = up_axis_rotation(cfg.up_axis) if isinstance(cfg.up_axis, str) else None
     if rotation is None:
@@ -331,11 +336,7 @@ def _clean(arrays: _Arrays, name: str) -> tuple[_Arrays, str]:
     if len(faces) == 0:
         raise MeshError(f"{name} has no faces with finite (non-NaN/inf) vertices; the geometry is unusable")
     used = np.unique(faces)
-    extent = float(np.max(vertices[used].max(axis=0) - vertices[used].min(axis=0)))
-    if not math.isfinite(extent):
-        raise MeshError(f"{name} has coordinates too large to handle (extent overflows); rescale the mesh")
-    if extent <= 0 or not math.isfinite(1.0 / extent):
-        raise MeshError(f"{name} has zero extent (all vertices at one point); give a mesh with a surface")
+    extent = _checked_extent(vertices[used], name)
 
     n_before = len(used)
     vertices, faces, colors = _merge_vertices(vertices, faces, colors, used, extent * MERGE_TOLERANCE)
@@ -354,18 +355,25 @@ def _clean(arrays: _Arrays, name: str) -> tuple[_Arrays, str]:
     n_duplicate = len(faces) - len(first)
     faces = faces[np.sort(first)]
 
-    used = np.unique(faces)
-    n_unreferenced = len(vertices) - len(used)
-    remap = np.full(len(vertices), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    vertices, faces = vertices[used], remap[faces]
-    colors = None if colors is None else colors[used]
+    cleaned, n_unreferenced = _drop_unreferenced(_Arrays(vertices, faces, colors))
+    vertices, faces = cleaned.vertices, cleaned.faces
     line = (
         f"clean: dropped {n_nonfinite} NaN/inf vertices, {int(degenerate.sum())} degenerate and "
         f"{n_duplicate} duplicate faces, {n_unreferenced} unreferenced vertices; merged {n_merged} duplicate "
         f"vertices -> {len(vertices)} vertices, {len(faces)} faces"
     )
-    return _Arrays(vertices, faces, colors), line
+    return cleaned, line
+
+
+def _drop_unreferenced(arrays: _Arrays) -> tuple[_Arrays, int]:
+    """The mesh without vertices that no face uses, and how many were dropped."""
+    used = np.unique(arrays.faces)
+    if len(used) == len(arrays.vertices):
+        return arrays, 0
+    remap = np.full(len(arrays.vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    colors = None if arrays.colors is None else arrays.colors[used]
+    return _Arrays(arrays.vertices[used], remap[arrays.faces], colors), len(arrays.vertices) - len(used)
 
 
 def _merge_vertices(
@@ -395,20 +403,30 @@ def _normalizing_transform(vertices: np.ndarray, faces: np.ndarray, rotation: np
     used = vertices[np.unique(faces)]
     if not np.isfinite(used).all():
         raise MeshError(f"{name} has NaN/inf vertices; turn mesh cleaning on (mesh.clean=true) to drop them")
+    _checked_extent(used, name)
     rotated = used @ rotation.T
     center = 0.5 * (rotated.min(axis=0) + rotated.max(axis=0))
-    with np.errstate(over="ignore", invalid="ignore"):
-        radius = float(np.sqrt(np.max(np.sum((rotated - center) ** 2, axis=1))))
-        scale = 1.0 / radius if radius > 0 else math.inf
-    if not math.isfinite(radius):
-        raise MeshError(f"{name} has coordinates too large to handle (extent overflows); rescale the mesh")
-    if not (math.isfinite(scale) and scale > 0):
-        raise MeshError(f"{name} has zero extent (all vertices at one point); give a mesh with a surface")
+    radius = float(np.sqrt(np.max(np.sum((rotated - center) ** 2, axis=1))))
     return Transform(
         rotation=tuple(tuple(float(x) for x in row) for row in rotation),
         center=tuple(float(c) for c in center),
-        scale=scale,
+        scale=1.0 / radius,
     )
+
+
+def _checked_extent(vertices: np.ndarray, name: str) -> float:
+    """The largest bounding-box side of finite ``vertices`` [N, 3], or MeshError if unusable.
+
+    Coordinates are limited to +-MAX_COORDINATE and extents to at least MIN_EXTENT so that
+    squared lengths and areas never overflow or underflow in float64.
+    """
+    largest = float(np.max(np.abs(vertices)))
+    if largest > MAX_COORDINATE:
+        raise MeshError(f"{name} has coordinates up to {largest:.3g}, beyond {MAX_COORDINATE:g}; rescale the mesh")
+    extent = float(np.max(vertices.max(axis=0) - vertices.min(axis=0)))
+    if extent < MIN_EXTENT:
+        raise MeshError(f"{name} has zero extent (all vertices at one point); give a mesh with a surface")
+    return extent
 
 
 def _decimate(arrays: _Arrays, max_faces: int | None) -> tuple[_Arrays, str]:
@@ -442,8 +460,9 @@ def _decimate(arrays: _Arrays, max_faces: int | None) -> tuple[_Arrays, str]:
 
         _, nearest = cKDTree(arrays.vertices).query(vertices)
         colors = arrays.colors[nearest]
+    decimated, _ = _drop_unreferenced(_Arrays(vertices, faces, colors))
     line = f"decimate: {n_faces} -> {len(faces)} faces (above max_faces {max_faces}; warning logged)"
-    return _Arrays(vertices, faces, colors), line
+    return decimated, line
 
 
 def _subdivide(arrays: _Arrays, max_edge: float | None, max_faces: int | None) -> tuple[_Arrays, str]:

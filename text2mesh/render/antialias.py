@@ -30,6 +30,7 @@ from text2mesh.render.rasterize import Fragments
 __all__ = ["antialias", "face_neighbors"]
 
 _MIN_W = 1e-6
+_MAX_STEPS = 32  # most faces a silhouette search may cross between two pixel centres
 
 
 def face_neighbors(faces: Tensor) -> Tensor:
@@ -108,6 +109,10 @@ def _screen(clip: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
 def _silhouette_pairs(fragments: Fragments, neighbors: Tensor, vertical: bool):
     """Adjacent pixel pairs split by a silhouette edge (no gradients).
 
+    From p's centre towards o's, the walk crosses the faces of the front surface (up to
+    ``_MAX_STEPS`` of them, so sub-pixel triangles are handled) until it leaves the surface
+    through a silhouette edge, reaches o's centre, or runs out of steps.
+
     Returns:
         None, or (p [M], o [M] flat pixel indices, edge_start [M], edge_end [M] flat rows into
         clip_vertices.reshape(-1, 4), direction [M] (+1/-1 along the axis), coord [M, 2]
@@ -122,8 +127,8 @@ def _silhouette_pairs(fragments: Fragments, neighbors: Tensor, vertical: bool):
     else:
         differ = face_index[:, :, :-1] != face_index[:, :, 1:]
         step = 1
-    b, r, c = torch.nonzero(differ, as_tuple=True)
-    first = (b * height + r) * width + c
+    view, r, c = torch.nonzero(differ, as_tuple=True)
+    first = (view * height + r) * width + c
     second = first + step
     flat_face = face_index.reshape(-1)
     flat_depth = depth.reshape(-1)
@@ -131,52 +136,100 @@ def _silhouette_pairs(fragments: Fragments, neighbors: Tensor, vertical: bool):
     p = torch.where(first_in_front, first, second)
     o = torch.where(first_in_front, second, first)
     direction = torch.where(first_in_front, 1, -1)
-    face = flat_face[p]
-    view = b
-    num_vertices = fragments.clip_vertices.shape[1]
-    corners = fragments.faces[face]  # [M, 3]
-    rows = view[:, None] * num_vertices + corners
+    pixel = p % (height * width)
+    coord = torch.stack([pixel % width, torch.div(pixel, width, rounding_mode="floor")], dim=1)
     clip = fragments.clip_vertices.detach().reshape(-1, 4)
-    tri = clip[rows]  # [M, 3, 4]
-    col, row = _screen(tri, (height, width))
-    coord_col = (p % (height * width)) % width
-    coord_row = torch.div(p % (height * width), width, rounding_mode="floor")
-    px = coord_col.to(col.dtype)[:, None]
-    py = coord_row.to(col.dtype)[:, None]
-    if vertical:  # swap roles: walk along rows, edges straddle the column
+    num_vertices = fragments.clip_vertices.shape[1]
+    faces = fragments.faces
+
+    current = flat_face[p]
+    rows = view[:, None] * num_vertices + faces[current]
+    tri = clip[rows]
+    orientation = _orientation(tri)
+    entered = torch.full_like(current, -1)
+    t_prev = torch.zeros(current.shape, dtype=clip.dtype, device=clip.device)
+    active = torch.arange(current.numel(), device=current.device)
+    found_pair, found_k, found_rows = [], [], []
+    for _ in range(_MAX_STEPS):
+        if active.numel() == 0:
+            break
+        t, k, perpendicular = _exit_edge(
+            tri, coord[active], direction[active], t_prev, entered, (height, width), vertical
+        )
+        crossed = torch.isfinite(t)
+        neighbor = neighbors[current, k]
+        has_neighbor = crossed & (neighbor >= 0)
+        next_rows = view[active, None] * num_vertices + faces[neighbor.clamp(min=0)]
+        next_tri = clip[next_rows]
+        same_side = _orientation(next_tri) == orientation
+        in_front = (next_tri[..., 3] > _MIN_W).all(1)
+        continues = has_neighbor & same_side & in_front
+        silhouette = crossed & ~continues
+        hit = torch.nonzero(silhouette & perpendicular).squeeze(1)
+        found_pair.append(active[hit])
+        found_k.append(k[hit])
+        found_rows.append(rows[hit])
+        go = torch.nonzero(continues).squeeze(1)
+        previous = current[go]
+        current = neighbor[go]
+        rows, tri, orientation = next_rows[go], next_tri[go], orientation[go]
+        entered = (neighbors[current] == previous[:, None]).int().argmax(1)
+        t_prev = t[go]
+        active = active[go]
+    if not found_pair or sum(x.numel() for x in found_pair) == 0:
+        return None
+    pair = torch.cat(found_pair)
+    if pair.numel() == 0:
+        return None
+    k = torch.cat(found_k)
+    rows = torch.cat(found_rows)
+    start = rows.gather(1, k[:, None]).squeeze(1)
+    end = rows.gather(1, ((k + 1) % 3)[:, None]).squeeze(1)
+    return p[pair], o[pair], start, end, direction[pair], coord[pair]
+
+
+def _exit_edge(
+    tri: Tensor,
+    coord: Tensor,
+    direction: Tensor,
+    t_prev: Tensor,
+    entered: Tensor,
+    image_size: tuple[int, int],
+    vertical: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Where a walk along a pixel pair's axis leaves a triangle.
+
+    Args:
+        tri: [M, 3, 4] clip-space triangles; coord: [M, 2] (col, row) of the walk's start;
+        direction: [M] +1/-1; t_prev: [M] distance already walked; entered: [M] edge the walk
+        came in through (-1: none).
+    Returns:
+        t [M] distance (pixels) to the exit crossing, inf if it is beyond 1 pixel or missing;
+        k [M] int64 exit edge (joining vertices k and k + 1); perpendicular [M] bool, the
+        edge is closer to perpendicular to the walk than to parallel (vertical pairs take
+        strictly horizontal-leaning edges, so 45-degree edges are handled exactly once).
+    """
+    col, row = _screen(tri, image_size)
+    px = coord[:, 0].to(col.dtype)[:, None]
+    py = coord[:, 1].to(col.dtype)[:, None]
+    if vertical:
         along, across, p_along, p_across = row, col, py, px
     else:
         along, across, p_along, p_across = col, row, px, py
-    a_across, b_across = across, across.roll(-1, dims=1)
-    a_along, b_along = along, along.roll(-1, dims=1)
-    straddle = (a_across <= p_across) != (b_across <= p_across)
-    span = torch.where(straddle, b_across - a_across, torch.ones_like(b_across))
-    hit = a_along + (p_across - a_across) * (b_along - a_along) / span
-    t = (hit - p_along) * direction[:, None].to(hit.dtype)
-    ok = straddle & (t >= 0) & (t <= 1) & (tri[..., 3] > _MIN_W).all(1, keepdim=True)
+    b_across, b_along = across.roll(-1, dims=1), along.roll(-1, dims=1)
+    straddle = (across <= p_across) != (b_across <= p_across)
+    span = torch.where(straddle, b_across - across, torch.ones_like(across))
+    crossing = along + (p_across - across) * (b_along - along) / span
+    t = (crossing - p_along) * direction[:, None].to(crossing.dtype)
+    edge = torch.arange(3, device=tri.device)
+    ok = straddle & (t >= t_prev[:, None]) & (t <= 1) & (edge[None] != entered[:, None])
+    ok &= (tri[..., 3] > _MIN_W).all(1, keepdim=True)
     t = torch.where(ok, t, torch.inf)
     t_min, k = t.min(1)
-    along_len = (b_along - a_along).gather(1, k[:, None]).squeeze(1).abs()
+    along_len = (b_along - along).gather(1, k[:, None]).squeeze(1).abs()
     across_len = span.gather(1, k[:, None]).squeeze(1).abs()
-    perpendicular = across_len >= along_len if not vertical else across_len > along_len
-    neighbor = neighbors[face, k]
-    silhouette = neighbor < 0
-    has_neighbor = torch.nonzero(~silhouette).squeeze(1)
-    if has_neighbor.numel():
-        own_sign = _orientation(tri[has_neighbor])
-        other_rows = view[has_neighbor, None] * num_vertices + fragments.faces[neighbor[has_neighbor]]
-        other_tri = clip[other_rows]
-        other_sign = _orientation(other_tri)
-        behind = (other_tri[..., 3] <= _MIN_W).any(1)
-        silhouette[has_neighbor] = (own_sign != other_sign) | behind
-    keep = torch.nonzero(torch.isfinite(t_min) & perpendicular & silhouette).squeeze(1)
-    if keep.numel() == 0:
-        return None
-    k = k[keep]
-    start = rows[keep].gather(1, k[:, None]).squeeze(1)
-    end = rows[keep].gather(1, ((k + 1) % 3)[:, None]).squeeze(1)
-    coord = torch.stack([coord_col[keep], coord_row[keep]], dim=1)
-    return p[keep], o[keep], start, end, direction[keep], coord
+    perpendicular = across_len > along_len if vertical else across_len >= along_len
+    return t_min, k, perpendicular
 
 
 def _orientation(tri: Tensor) -> Tensor:

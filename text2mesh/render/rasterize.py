@@ -131,7 +131,7 @@ def rasterize(
     with torch.no_grad():
         keys = _depth_test(clip_vertices.detach(), faces, image_size, max_candidates)
         pixel_index = torch.nonzero(keys != _EMPTY_KEY).squeeze(1)
-        pixel_face = keys[pixel_index] & _FACE_MASK
+        pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
     pixel_bary, pixel_depth = _pixel_bary_depth(
         clip_vertices, faces, pixel_index, pixel_face, image_size
     )
@@ -337,7 +337,8 @@ def _scan_candidates(
 
     Args:
         keys: [B*H*W] int64 running minimum keys.
-        coef: [T, 4, 3], det: [T], boxes: [T, 4], counts: [T] > 0, view: [T], face: [T].
+        coef: [T, 4, 3] from :func:`_edge_coefficients`, det: [T] > 0, boxes: [T, 4],
+            counts: [T] > 0 pixels per box, view: [T], face: [T].
     """
     height, width = image_size
     ends = torch.cumsum(counts, 0)
@@ -349,29 +350,33 @@ def _scan_candidates(
         bounds += sorted({c for c in cuts if 0 < c < counts.numel()})
     bounds.append(counts.numel())
     starts = ends - counts
+    origin = boxes[:, :2].to(coef.dtype)
+    # edge functions relative to the box origin: e = a * col_in + b * row_in + c
+    shifted_c = coef[..., 2] + coef[..., 0] * origin[:, None, 0] + coef[..., 1] * origin[:, None, 1]
+    floats = torch.cat([coef[..., 0], coef[..., 1], shifted_c, det[:, None]], dim=1)  # [T, 13]
+    base = (view * height + boxes[:, 1]) * width + boxes[:, 0]
+    ints = torch.stack([starts, boxes[:, 2], base, face], dim=1)  # [T, 4]
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         n = int(ends[hi - 1] - starts[lo])
         tri_of = torch.repeat_interleave(
             torch.arange(lo, hi, device=keys.device), counts[lo:hi], output_size=n
         )
-        local = torch.arange(n, device=keys.device) + (starts[lo] - starts[tri_of])
-        n_cols = boxes[tri_of, 2]
-        row_in = torch.div(local, n_cols, rounding_mode="floor")
-        col = boxes[tri_of, 0] + local - row_in * n_cols
-        row = boxes[tri_of, 1] + row_in
-        cf = coef[tri_of]  # [n, 4, 3]
-        colf = col.to(cf.dtype)[:, None]
-        rowf = row.to(cf.dtype)[:, None]
-        e = cf[..., 0] * colf + cf[..., 1] * rowf + cf[..., 2]  # [n, 4]
-        d = det[tri_of]
+        tri_ints = ints.index_select(0, tri_of)
+        local = torch.arange(n, device=keys.device) + (starts[lo] - tri_ints[:, 0])
+        row_in = torch.div(local, tri_ints[:, 1], rounding_mode="floor")
+        col_in = local - row_in * tri_ints[:, 1]
+        f = floats.index_select(0, tri_of)
+        e = f[:, 0:4] * col_in.to(f.dtype)[:, None] + f[:, 4:8] * row_in.to(f.dtype)[:, None]
+        e += f[:, 8:12]
+        d = f[:, 12]
         inside = (e[:, :3] >= 0).all(1) & (e[:, 3] >= -d) & (e[:, 3] <= d)
         idx = torch.nonzero(inside).squeeze(1)
         if idx.numel() == 0:
             continue
-        tri_in = tri_of[idx]
         depth = (d[idx] / e[idx, :3].sum(1)).float()
-        key = (depth.view(torch.int32).long() << _FACE_BITS) | face[tri_in]
-        pix = (view[tri_in] * height + row[idx]) * width + col[idx]
+        hit = tri_ints.index_select(0, idx)
+        key = (depth.view(torch.int32).long() << _FACE_BITS) | hit[:, 3]
+        pix = hit[:, 2] + row_in[idx] * width + col_in[idx]
         keys.scatter_reduce_(0, pix, key, reduce="amin")
 
 

@@ -1,0 +1,122 @@
+"""Benchmark: one stylize iteration vs the CLIP work it cannot avoid, and the draft job's wall time.
+
+Runs the ``default`` preset's iteration (5 views, 1 full + 4 local + 4 geometry augmentations,
+224 px, 256-wide field) on the ~50k-face person mesh (../shared/meshes/person.obj, falling back
+to meshes/human.obj) with open_clip ViT-B-32 with random weights (same cost as the real
+weights), then times CLIP forward+backward alone on the same number of images of the same
+size. Prints ``iteration_vs_clip_bound <ratio>`` last (target <= 1.15).
+
+Also times the ``draft`` preset's whole job (mesh preparation, optimization, exports,
+pictures; CLIP loading excluded) on meshes/human.obj, and with --gpu-reference the reference
+preset's 1500 iterations on CUDA.
+
+    python scripts/bench_iteration.py [--device cpu] [--repeats 3] [--skip-draft] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from text2mesh import api  # noqa: E402
+from text2mesh.config import load_config  # noqa: E402
+from text2mesh.guidance import random_clip  # noqa: E402
+from text2mesh.mesh import prepare_mesh  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def person_mesh() -> Path:
+    shared = ROOT.parent / "shared" / "meshes" / "person.obj"
+    return shared if shared.is_file() else ROOT / "meshes" / "human.obj"
+
+
+def time_iteration(cfg, clip, device: torch.device, repeats: int) -> tuple[float, int, tuple[int, int]]:
+    """Median seconds per loop step (after one warm-up step); also the images per step."""
+    prepared = prepare_mesh(person_mesh(), cfg.mesh)
+    session = api._session(cfg, prepared, clip, device)
+    print(f"mesh: {person_mesh().name}: {prepared.mesh.n_vertices} vertices, {prepared.mesh.n_faces} faces")
+    session.loop.one_step()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        session.loop.one_step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    g = cfg.guidance
+    n_images = cfg.views.n_views * (g.n_augs + g.n_local_augs + (g.n_local_augs if session.problem.uses_geometry else 0))
+    return sorted(times)[len(times) // 2], n_images, tuple(clip.image_size)
+
+
+def time_clip(clip, n_images: int, size: tuple[int, int], device: torch.device, repeats: int) -> float:
+    """Median seconds of CLIP forward + backward (wrt the images) on ``n_images`` images."""
+    text = clip.encode_text(["a photo"])
+    times = []
+    for i in range(repeats + 1):
+        images = torch.rand(n_images, 3, *size, device=device, requires_grad=True)
+        _sync(device)
+        start = time.perf_counter()
+        loss = -(clip.encode_images(images) @ text.T).mean()
+        loss.backward()
+        _sync(device)
+        if i > 0:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def time_job(preset: str, mesh: Path, clip, device: str, iters: int | None = None) -> tuple[float, int]:
+    overrides = {"optim": {"device": device}}
+    if iters is not None:
+        overrides["optim"]["iters"] = iters
+    cfg = load_config(preset, overrides=overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = api.stylize(mesh, "a 3D rendering of a ninja in unreal engine", cfg, Path(tmp) / "run", clip=clip)
+        return time.perf_counter() - start, len(result.losses)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--skip-draft", action="store_true")
+    parser.add_argument("--draft-clip", default="ViT-B-32", help="architecture for the draft job (random weights)")
+    parser.add_argument("--gpu-reference", action="store_true", help="also time the default preset's 1500 iterations")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    clip = random_clip("ViT-B-32", seed=0, device=device)
+    if not args.skip_draft:
+        draft_clip = clip if args.draft_clip == "ViT-B-32" else random_clip(args.draft_clip, seed=0, device=device)
+        seconds, iters = time_job("draft", ROOT / "meshes" / "human.obj", draft_clip, args.device)
+        print(f"draft_wall_seconds {seconds:.1f} ({iters} iterations, meshes/human.obj, CLIP {args.draft_clip})")
+    if args.gpu_reference and device.type == "cuda":
+        seconds, iters = time_job("default", person_mesh(), clip, args.device)
+        print(f"reference_1500_wall_seconds {seconds:.1f} ({iters} iterations)")
+
+    cfg = api.with_prompts(load_config("default", overrides={"optim": {"device": str(device)}}), "a ninja")
+    iteration, n_images, size = time_iteration(cfg, clip, device, args.repeats)
+    bound = time_clip(clip, n_images, size, device, args.repeats)
+    print(f"iteration_seconds {iteration:.3f}")
+    print(f"clip_forward_backward_seconds {bound:.3f} ({n_images} images of {size[0]}x{size[1]})")
+    print(f"iteration_vs_clip_bound {iteration / bound:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The 2D mode end to end: generators learn, init and image prompts, vary, the CLI."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from text2mesh.cli import main
+from text2mesh.config import load_config
+from text2mesh.guidance.clip import random_clip, tiny_checkpoint_path
+from text2mesh.imagine import build_canvas, imagine, load_image_run, vary
+
+needs_tiny = pytest.mark.skipif(
+    not tiny_checkpoint_path().is_file(),
+    reason="the trained tiny CLIP (text2mesh/assets/text2mesh-tiny.pt) is not there; run scripts/train_tiny_clip.py",
+)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return random_clip("text2mesh-tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from text2mesh.guidance.clip import load_clip
+
+    return load_clip("text2mesh-tiny")
+
+
+def small_config(generator="field", iters=12, **imagine_settings):
+    settings = {"generator": generator, "size": [32, 32], "render_size": 32, "n_cutouts": 4, "n_strokes": 16}
+    if generator == "field":
+        settings["lr"] = 5e-3  # few iterations: faster than the 1500-iteration default
+    settings.update(imagine_settings)
+    return load_config(
+        overrides={
+            "imagine": settings,
+            "field": {"width": 32, "n_frequencies": 32, "depth": 1, "head_depth": 1},
+            "optim": {"iters": iters, "checkpoint_every": 4, "seed": 0},
+        }
+    )
+
+
+def similarity(clip, image, text):
+    with torch.no_grad():
+        return float(clip.encode_images(image[None]) @ clip.encode_text([text]).T)
+
+
+def save_png(path, array):
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("generator", ["field", "pixels", "strokes"])
+def test_each_generator_moves_the_picture_toward_the_prompt(clip, generator):
+    cfg = small_config(generator)
+    before = build_canvas(cfg).texture((32, 32)).detach()
+    result = imagine("a red image", cfg, clip=clip)
+    assert result.image.shape == (3, 32, 32)
+    gain = similarity(clip, result.image, "a red image") - similarity(clip, before, "a red image")
+    assert gain > 0.02, gain
+    assert np.mean(result.losses[-3:]) < np.mean(result.losses[:3])
+
+
+def mean_colour(image):
+    return image.mean(dim=(1, 2))
+
+
+@needs_tiny
+@pytest.mark.parametrize("generator", ["field", "strokes"])
+def test_tiny_clip_paints_green_green_and_red_red(tiny, generator):
+    cfg = small_config(generator, iters=25)
+    red = mean_colour(imagine("a red image", cfg, clip=tiny).image)
+    green = mean_colour(imagine("a green image", cfg, clip=tiny).image)
+    assert red[0] > red[1] + 0.05, red
+    assert green[1] > green[0] + 0.05, green
+
+
+@needs_tiny
+def test_tiny_clip_low_resolution_pixels_move_the_mean_colour(tiny):
+    cfg = small_config("pixels", iters=25, pixel_resolution=4)
+    red = mean_colour(imagine("a red image", cfg, clip=tiny).image)
+    green = mean_colour(imagine("a green image", cfg, clip=tiny).image)
+    assert red[0] - red[1] > green[0] - green[1] + 0.05, (red, green)
+
+
+@pytest.mark.parametrize("generator", ["field", "pixels"])
+def test_init_image_with_zero_prompt_weight_stays_the_init_image(clip, generator, tmp_path):
+    y, x = np.mgrid[0:32, 0:32]
+    picture = np.stack([x * 8, y * 8, 255 - (x + y) * 4], axis=-1)
+    init = save_png(tmp_path / "init.png", picture)
+    result = imagine(None, small_config(generator, iters=4), prompts=["a red image:0"], init_image=init, clip=clip)
+    out = (result.image.permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(out - picture).max() <= 2
+
+
+def test_image_prompt_pulls_the_canvas_toward_its_colours(clip, tmp_path):
+    blue = save_png(tmp_path / "blue.png", np.full((32, 32, 3), (20, 40, 230)))
+    cfg = small_config("pixels", iters=20)
+    before = mean_colour(build_canvas(cfg).texture((32, 32)).detach())
+    after = mean_colour(imagine(None, cfg, image_prompts=[blue], clip=clip).image)
+    blueness = lambda c: float(c[2] - (c[0] + c[1]) / 2)  # noqa: E731
+    assert blueness(after) > blueness(before) + 0.05, (before, after)
+
+
+def test_vary_strength_zero_reproduces_the_parent_and_more_differs(clip, tmp_path):
+    parent = imagine("a red image", small_config("pixels", iters=4), tmp_path / "parent", clip=clip)
+    same = vary(parent.run_dir, strength=0.0, n=1, output_dir=tmp_path / "same")
+    assert torch.allclose(same[0].image, parent.image, atol=1e-6)
+    moved = vary(parent.run_dir, strength=0.5, n=2, output_dir=tmp_path / "moved", iters=2, clip=clip)
+    for result in moved:
+        assert (result.image - parent.image).abs().mean() > 0.01
+    assert (moved[0].image - moved[1].image).abs().mean() > 0.01
+    assert (tmp_path / "moved" / "contact_sheet.png").is_file()
+    reloaded = load_image_run(moved[0].run_dir)
+    assert torch.allclose(reloaded.image, moved[0].image, atol=1e-6)
+
+
+@pytest.fixture
+def cli_clip(monkeypatch, clip):
+    """The CLI loads its CLIP by name; hand it the random tiny one (no weights needed)."""
+    monkeypatch.setattr("text2mesh.guidance.clip.load_clip", lambda *args, **kwargs: clip)
+
+
+def run_cli(argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code
+
+
+FAST = ["--iters", "2", "--quiet", "--clip-model", "text2mesh-tiny", "--set", "imagine.n_cutouts=2",
+        "--set", "imagine.render_size=24", "--set", "imagine.n_strokes=8"]
+
+
+def test_cli_imagine_writes_the_picture_at_the_asked_size_and_its_animations(cli_clip, tmp_path):
+    out = tmp_path / "run"
+    code = run_cli(["imagine", "a red image", "-o", str(out), "--size", "40", "24", "--generator", "strokes", *FAST])
+    assert code == 0
+    with Image.open(out / "image.png") as img:
+        assert img.size == (40, 24)
+    for name in ("progress.gif", "strokes.gif", "config.yaml", "checkpoint.pt", "loss.csv"):
+        assert (out / name).is_file(), name
+    with Image.open(out / "strokes.gif") as gif:
+        assert gif.n_frames > 8  # one frame per stroke or so, then the finished painting
+    assert load_config(path=out / "config.yaml").imagine.generator == "strokes"
+
+
+def test_cli_variations_make_a_contact_sheet(cli_clip, tmp_path):
+    out = tmp_path / "vars"
+    assert run_cli(["imagine", "a red image", "-o", str(out), "--variations", "2", "--seed", "5", *FAST]) == 0
+    assert (out / "seed-5" / "image.png").is_file() and (out / "seed-6" / "image.png").is_file()
+    assert (out / "contact_sheet.png").is_file()
+    assert run_cli(["vary", str(out / "seed-5"), "--strength", "0.2", "-n", "2", "--iters", "1", "--quiet"]) == 0
+    assert (out / "seed-5" / "variations" / "contact_sheet.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--size", "0", "10"], "--size"),
+        (["--init-image", "missing.png"], "init image not found"),
+        (["--set", "imagine.cutout_end=[0.5, 0.2]"], "cutout_end"),
+    ],
+)
+def test_cli_imagine_bad_input_is_a_one_line_error(cli_clip, tmp_path, capsys, argv, message):
+    code = run_cli(["imagine", "a red image", "-o", str(tmp_path / "bad"), *FAST, *argv])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_unreadable_init_image_is_a_clear_error(cli_clip, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    code = run_cli(["imagine", "a red image", "-o", str(tmp_path / "bad"), "--init-image", str(broken), *FAST])
+    assert code == 1 and "cannot read init image" in capsys.readouterr().err
