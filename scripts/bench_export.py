@@ -32,7 +32,8 @@ def timed(label: str, fn, *args, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mesh", nargs="?", default=str(Path(__file__).resolve().parents[1].parent / "shared/meshes/horse.obj"))
+    default_mesh = Path(__file__).resolve().parents[1].parent / "shared/meshes/horse.obj"
+    parser.add_argument("mesh", nargs="?", default=str(default_mesh))
     parser.add_argument("--texture", type=int, default=2048)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=4)

@@ -111,6 +111,7 @@ def human_sdf() -> Field:
     trunk = smooth_union(
         [
             capsule((0.0, 1.42, -0.005), (0.0, 1.58, 0.0), 0.047),  # neck
+            *mirrored(lambda s: capsule((s * 0.04, 1.47, -0.02), (s * 0.16, 1.415, -0.01), 0.045)),  # trapezius
             ellipsoid((0.0, 1.29, 0.0), (0.165, 0.17, 0.1)),  # chest
             ellipsoid((0.0, 1.08, -0.005), (0.135, 0.18, 0.088)),  # waist
             ellipsoid((0.0, 0.93, -0.01), (0.16, 0.12, 0.1)),  # hips

@@ -71,7 +71,16 @@ def test_pixel_canvas_is_a_smooth_upsampling_of_its_grid():
     step = (image[:, :, 1:] - image[:, :, :-1]).abs().max()
     assert step < 0.1  # no blocky 10-pixel steps
     small = resize_image(image, (6, 8))
-    assert (small - torch.sigmoid(canvas.logits.detach())).abs().mean() < 0.05
+    assert (small - torch.sigmoid(canvas.grids[0].detach())).abs().mean() < 0.05
+
+
+def test_pixel_pyramid_sums_grids_from_fine_to_one_colour():
+    canvas = PixelCanvas((8, 16), levels=5, generator=gen(0))
+    assert [tuple(g.shape[1:]) for g in canvas.grids] == [(8, 16), (4, 8), (2, 4), (1, 2), (1, 1)]
+    with torch.no_grad():
+        canvas.grids[0].zero_()
+        canvas.grids[-1].fill_(2.0)  # the coarsest grid alone sets one colour everywhere
+    assert torch.allclose(canvas.texture((10, 20)), torch.sigmoid(torch.tensor(2.0)).expand(3, 10, 20))
 
 
 @pytest.mark.parametrize("kind", ["field", "pixels", "strokes"])

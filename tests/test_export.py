@@ -6,12 +6,11 @@ import numpy as np
 import pygltflib
 import pytest
 import trimesh
+from export_helpers import glb_texture, nearest_input_vertex, sample_bilinear, srgb_from_linear
 
 from text2mesh.errors import ConfigError
 from text2mesh.export import export_mesh
 from text2mesh.export.files import atomic_path
-
-from export_helpers import glb_texture, nearest_input_vertex, sample_bilinear, srgb_from_linear
 
 ONE_STEP = 1.0 / 255.0 + 1e-6
 

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from export_helpers import glb_texture, nearest_input_vertex, sample_bilinear
 from PIL import Image
 
 from text2mesh.cli import main
 from text2mesh.config import Config, FieldConfig, MeshConfig, load_config
 from text2mesh.export import export_mesh
 from text2mesh.export.runs import export_run
-
-from export_helpers import glb_texture, nearest_input_vertex, sample_bilinear
 
 ONE_STEP = 1.0 / 255.0 + 1e-6
 
@@ -44,7 +43,8 @@ def run_dir(tmp_path_factory):
         "mesh": {"max_edge": None},
         "output": {"turntable": False, "before_after": False, "n_final_views": 0, "formats": ["ply"]},
     })
-    result = api.stylize(folder / "blob.obj", "a red blob", cfg, folder / "run", clip=random_clip("text2mesh-tiny", seed=0))
+    clip = random_clip("text2mesh-tiny", seed=0)
+    result = api.stylize(folder / "blob.obj", "a red blob", cfg, folder / "run", clip=clip)
     return result.run_dir
 
 
@@ -86,7 +86,8 @@ def test_baked_texture_samples_the_style_field_between_vertices(tmp_path):
 
     prepared = prepare_mesh(_ellipsoid(tmp_path / "blob.obj"), MeshConfig(max_edge=None))
     generator = torch.Generator().manual_seed(0)
-    field = StyleField(FieldConfig(width=32, n_frequencies=32, sigma=2.0), points=prepared.mesh.vertices, generator=generator)
+    field_cfg = FieldConfig(width=32, n_frequencies=32, sigma=2.0)
+    field = StyleField(field_cfg, points=prepared.mesh.vertices, generator=generator)
     with torch.no_grad():
         for parameter in field.parameters():  # a trained-looking field: colours vary over the surface
             parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.2)
@@ -107,6 +108,32 @@ def test_baked_texture_samples_the_style_field_between_vertices(tmp_path):
         truth = field(torch.as_tensor(centre_xyz))[0].numpy()
     at_centres = np.abs(sample_bilinear(image, centre_uv) - truth)
     assert np.median(at_centres) < 3 / 255
+
+
+def test_baked_texture_keeps_the_input_colors_a_run_started_from(tmp_path):
+    """Runs with mesh.use_input_colors: the texture shows base colours + the field's change."""
+    from text2mesh.api import StyleResult
+    from text2mesh.field import StyleField
+    from text2mesh.mesh import prepare_mesh, vertex_normals
+    from text2mesh.stylizer import style_mesh
+
+    blob = _ellipsoid(tmp_path / "blob.obj")
+    base = np.where(blob.vertices[:, :1] > 5.0, [0.9, 0.2, 0.1], [0.1, 0.3, 0.9])
+    export_mesh(blob.vertices, blob.faces, base, tmp_path / "blob.ply")
+    cfg = Config(mesh=MeshConfig(max_edge=None, use_input_colors=True))
+    prepared = prepare_mesh(tmp_path / "blob.ply", cfg.mesh)
+    field = StyleField(FieldConfig(width=16, n_frequencies=16), points=prepared.mesh.vertices,
+                       generator=torch.Generator().manual_seed(0)).eval()
+    mesh = prepared.mesh
+    with torch.no_grad():
+        styled = style_mesh(field, mesh, vertex_normals(mesh.vertices, mesh.faces), base_colors=mesh.colors)
+    result = StyleResult(cfg, prepared, field, styled.colors, styled.displacement, styled.vertices, [])
+
+    (path,) = export_run(result, tmp_path / "tex.glb", texture=128)
+    positions, _, uv, image, _ = glb_texture(path)
+    source = nearest_input_vertex(positions, result.vertices_input_frame().numpy())
+    at_vertices = np.abs(sample_bilinear(image, uv) - styled.colors.numpy()[source])
+    assert np.median(at_vertices) < 3 / 255
 
 
 def main_exit(argv):

@@ -95,3 +95,16 @@ def test_bad_inputs_raise_one_line_mesh_errors(tmp_path, name):
     message = str(info.value)
     assert BAD_INPUTS[name] in message
     assert "\n" not in message and len(message) < 300
+
+
+def test_texture_colours_are_sampled_into_vertex_colours(tmp_path):
+    from PIL import Image
+
+    box = trimesh.creation.box()
+    uv = np.random.default_rng(0).random((len(box.vertices), 2))
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.new("RGB", (8, 8), (0, 255, 0)))
+    path = tmp_path / "textured.obj"
+    box.export(path)
+    loaded = load_trimesh(path)
+    assert loaded.visual.kind == "vertex"
+    assert (np.asarray(loaded.visual.vertex_colors)[:, :3] == [0, 255, 0]).all()

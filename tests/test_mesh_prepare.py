@@ -204,3 +204,20 @@ def test_bad_options_raise_mesh_error():
         prepare_mesh(box(), MeshConfig(max_edge=-1.0))
     with pytest.raises(MeshError, match="cannot prepare"):
         prepare_mesh(42)
+
+
+def test_stl_triangle_soup_is_merged_into_a_closed_mesh(tmp_path):
+    path = tmp_path / "sphere.stl"
+    sphere = trimesh.creation.icosphere(2)
+    sphere.export(path)
+    prepared = prepare_mesh(path, RAW)
+    assert prepared.mesh.n_vertices == len(sphere.vertices)
+    assert as_trimesh(prepared).is_watertight
+
+
+def test_bad_limits_raise_before_loading(tmp_path):
+    missing = tmp_path / "missing.obj"
+    with pytest.raises(MeshError, match="max_faces"):
+        prepare_mesh(missing, MeshConfig(max_faces=0))
+    with pytest.raises(MeshError, match="three finite angles"):
+        prepare_mesh(missing, MeshConfig(rotate_degrees=["a", 0, 0]))

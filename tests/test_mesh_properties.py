@@ -9,7 +9,13 @@ from hypothesis.extra.numpy import arrays
 
 from text2mesh.config import MeshConfig
 from text2mesh.errors import MeshError
-from text2mesh.mesh import SUPPORTED_SUFFIXES, Mesh, PreparedMesh, load_trimesh, prepare_mesh
+from text2mesh.mesh import (
+    SUPPORTED_SUFFIXES,
+    Mesh,
+    PreparedMesh,
+    load_trimesh,
+    prepare_mesh,
+)
 
 FAST = MeshConfig(max_edge=0.5, max_faces=200)
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -29,7 +35,8 @@ def assert_valid(prepared: PreparedMesh) -> None:
     assert vertices.norm(dim=1).max() <= 1 + 1e-4
     assert len(prepared.report) == 7
     if prepared.mesh.colors is not None:
-        assert torch.isfinite(prepared.mesh.colors).all()
+        assert prepared.mesh.colors.shape == vertices.shape
+        assert ((prepared.mesh.colors >= 0) & (prepared.mesh.colors <= 1)).all()
 
 
 def prepare_or_mesh_error(source, cfg=FAST) -> None:
@@ -47,15 +54,17 @@ def raw_meshes(draw):
     vertices = draw(arrays(np.float64, (n_vertices, 3), elements=coordinates))
     n_faces = draw(st.integers(0, 16))
     faces = draw(arrays(np.int64, (n_faces, 3), elements=st.integers(-2, n_vertices + 1)))
-    return vertices, faces
+    colors = draw(st.none() | arrays(np.float64, (n_vertices, 3), elements=coordinates))
+    return vertices, faces, colors
 
 
 @PROPERTY
 @given(raw=raw_meshes(), clean=st.booleans(), up=st.sampled_from(["x", "-y", "z"]))
 def test_random_meshes_prepare_or_raise_mesh_error(raw, clean, up):
-    vertices, faces = raw
+    vertices, faces, colors = raw
     cfg = MeshConfig(clean=clean, up_axis=up, max_edge=0.5, max_faces=200)
-    prepare_or_mesh_error(Mesh(torch.tensor(vertices), torch.tensor(faces)), cfg)
+    colors = None if colors is None else torch.tensor(colors)
+    prepare_or_mesh_error(Mesh(torch.tensor(vertices), torch.tensor(faces), colors), cfg)
 
 
 @PROPERTY

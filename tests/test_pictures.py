@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 import trimesh
 from PIL import Image
 
@@ -91,7 +94,10 @@ def test_png_and_gif_files_hold_the_frames(tmp_path, two_faced):
         assert np.abs(decoded - frame).mean() < 3, "palette quantization should be nearly lossless here"
 
 
-@pytest.mark.skipif(not pictures.video_encoder_available(), reason="imageio-ffmpeg not installed (pip install '.[video]')")
+NO_ENCODER = "imageio-ffmpeg not installed (pip install '.[video]')"
+
+
+@pytest.mark.skipif(not pictures.video_encoder_available(), reason=NO_ENCODER)
 def test_mp4_has_every_frame(tmp_path, two_faced):
     import imageio.v2 as imageio
 
@@ -107,3 +113,10 @@ def test_mp4_without_encoder_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="pip install imageio-ffmpeg"):
         save_mp4([np.zeros((8, 8, 3), np.uint8)], tmp_path / "x.mp4")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none on this machine")
+def test_pictures_on_cuda_match_the_cpu(two_faced):
+    cpu = np.stack(turntable(*two_faced, n_frames=2, settings=SMALL)).astype(int)
+    cuda = np.stack(turntable(*two_faced, n_frames=2, settings=dataclasses.replace(SMALL, device="cuda"))).astype(int)
+    assert np.abs(cpu - cuda).mean() < 1.0

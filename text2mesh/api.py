@@ -30,7 +30,7 @@ from .guidance.objective import Objective, build_targets, split_weight
 from .mesh import Mesh, PreparedMesh, Transform, prepare_mesh, vertex_normals
 from .optimize import Callback, Every, Loop, ProgressBar
 from .run import RunFolder, read_losses
-from .stylize import StylizeProblem, style_mesh
+from .stylizer import StylizeProblem, style_mesh
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 _EPS = 1e-4
+COLOR_GAIN = 10.0  # stroke colour/opacity logits are stored divided by this
+WIDTH_GAIN = 3.0  # stroke log widths are stored divided by this
+FIELD_CHUNK = 65536  # points per field evaluation when drawing without gradients
 HAIR = 1e-3  # pixels: offset of the canvas grid from the render's pixel centres
 
 
@@ -133,7 +136,10 @@ class FieldCanvas(Canvas):
     def texture(self, size: tuple[int, int], progress: float = 1.0) -> Tensor:
         device = next(self.field.parameters()).device
         points = plane_points(size, device=device)
-        colors, _ = self.field(points, progress)  # [H*W, 3]; 0.5 grey before training
+        if torch.is_grad_enabled():
+            colors = self.field(points, progress)[0]  # [H*W, 3]; 0.5 grey before training
+        else:  # large pictures: bounded memory
+            colors = torch.cat([self.field(chunk, progress)[0] for chunk in points.split(FIELD_CHUNK)])
         image = colors.T.reshape(3, *size)
         base = self.base_logits(size)
         if base is None:
@@ -144,10 +150,17 @@ class FieldCanvas(Canvas):
 class PixelCanvas(Canvas):
     """A free colour grid at low resolution, bicubically upsampled in logit space.
 
+    With ``levels`` > 1 the grid is a pyramid: the logits are the sum of grids at the given
+    resolution, half of it, a quarter, ... (at least 1x1), each upsampled to the picture. Adam
+    moves every grid at the same pace, so the coarse ones (the overall colour, large areas)
+    change as readily as the fine ones.
+
     Args:
-        resolution: (h, w) of the parameter grid.
-        init: optional [3, H, W] init image; the grid then holds an offset to it (zeros at start).
-        noise: std of the random initial logits without an init image (0: plain grey).
+        resolution: (h, w) of the finest parameter grid.
+        levels: number of pyramid levels (1: one plain grid).
+        init: optional [3, H, W] init image; the grids then hold an offset to it (zeros at start).
+        noise: std of the random initial logits of the finest grid without an init image
+            (0: plain grey).
         generator: CPU random source for the initial logits.
     """
 
@@ -157,20 +170,33 @@ class PixelCanvas(Canvas):
         self,
         resolution: tuple[int, int],
         *,
+        levels: int = 1,
         init: Tensor | None = None,
         noise: float = 0.5,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(init)
-        start = torch.zeros(3, *resolution)
-        if init is None and noise > 0:
-            start = torch.randn(3, *resolution, generator=generator) * noise
-        self.logits = nn.Parameter(start)
+        grids = []
+        for k in range(max(1, levels)):
+            shape = (3, max(1, resolution[0] >> k), max(1, resolution[1] >> k))
+            start = torch.zeros(shape)
+            if k == 0 and init is None and noise > 0:
+                start = torch.randn(shape, generator=generator) * noise
+            grids.append(nn.Parameter(start))
+        self.grids = nn.ParameterList(grids)
+
+    def logits(self, size: tuple[int, int]) -> Tensor:
+        """The summed pyramid at ``size``: [3, H, W] logits (before any init image)."""
+        total = None
+        for grid in self.grids:
+            up = grid
+            if tuple(grid.shape[-2:]) != tuple(size):
+                up = F.interpolate(grid[None], size=size, mode="bicubic", align_corners=False)[0]
+            total = up if total is None else total + up
+        return total
 
     def texture(self, size: tuple[int, int], progress: float = 1.0) -> Tensor:
-        logits = self.logits
-        if tuple(logits.shape[-2:]) != tuple(size):
-            logits = F.interpolate(logits[None], size=size, mode="bicubic", align_corners=False)[0]
+        logits = self.logits(size)
         base = self.base_logits(size)
         return torch.sigmoid(logits if base is None else base + logits)
 
@@ -179,7 +205,9 @@ class StrokeCanvas(Canvas):
     """Brush strokes painted over a background colour or the init image.
 
     Parameters (unconstrained, mapped in :meth:`strokes`): control points (clamped to a margin
-    around the picture), log widths, colour logits and opacity logits.
+    around the picture), log widths / WIDTH_GAIN, colour and opacity logits / COLOR_GAIN. The
+    gains make one Adam learning rate suit them all: a step that moves a point by 1% of the
+    picture changes a colour logit by 0.1 and a width by 3%.
 
     Args:
         n_strokes: number of strokes.
@@ -215,9 +243,9 @@ class StrokeCanvas(Canvas):
             py = (start.points[:, 0, 1] * (h - 1)).round().long()
             colors = init[:, py, px].T.float()
         self.points = nn.Parameter(start.points)
-        self.log_widths = nn.Parameter(start.widths.log())
-        self.color_logits = nn.Parameter(_logit(colors))
-        self.opacity_logits = nn.Parameter(torch.full((n_strokes,), 2.0))
+        self.log_widths = nn.Parameter(start.widths.log() / WIDTH_GAIN)
+        self.color_logits = nn.Parameter(_logit(colors) / COLOR_GAIN)
+        self.opacity_logits = nn.Parameter(torch.full((n_strokes,), 2.0 / COLOR_GAIN))
         self.max_width = max_width
         self.segments = segments
         self.softness = softness
@@ -227,9 +255,9 @@ class StrokeCanvas(Canvas):
         """The current strokes (differentiable wrt the parameters)."""
         return Strokes(
             points=self.points.clamp(-0.1, 1.1),
-            widths=self.log_widths.exp().clamp(max=self.max_width),
-            colors=torch.sigmoid(self.color_logits),
-            opacities=torch.sigmoid(self.opacity_logits),
+            widths=(self.log_widths * WIDTH_GAIN).exp().clamp(max=self.max_width),
+            colors=torch.sigmoid(self.color_logits * COLOR_GAIN),
+            opacities=torch.sigmoid(self.opacity_logits * COLOR_GAIN),
         )
 
     def _background(self, size: tuple[int, int]) -> Tensor:

@@ -44,6 +44,16 @@ def _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint
     return out
 
 
+def _preset_mesh(path: str | None) -> str | None:
+    """A preset's mesh: relative to the working folder, else to the project folder."""
+    from .config import CONFIG_DIR
+
+    if not path or Path(path).exists():
+        return path
+    in_project = CONFIG_DIR.parent / path
+    return str(in_project) if in_project.exists() else path
+
+
 @cli.command()
 @click.argument("mesh", required=False)
 @click.argument("prompt", required=False)
@@ -77,7 +87,7 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
     else:
         overrides = _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings)
         cfg = load_config(preset=preset or (None if config_file else "default"), path=config_file, overrides=overrides)
-        mesh = mesh or cfg.mesh_path
+        mesh = mesh or _preset_mesh(cfg.mesh_path)
         if not mesh:
             raise ConfigError("give a MESH file, e.g. text2mesh stylize meshes/human.obj \"a red vase\"")
         cfg = api.with_prompts(cfg, prompt, prompts, image_prompts, negatives)
@@ -102,6 +112,9 @@ def export_command(run_dir, fmt, texture, no_displacement, output) -> None:
 
     fmt = _export_format(fmt, output)
     result = load_run(run_dir)
+    if texture:
+        faces = len(result.faces)
+        click.echo(f"baking a {texture}x{texture} texture for {faces} faces (UV unwrapping takes ~20 s per 50k faces)", err=True)
     if output is None:
         stem = Path(result.prepared.source).stem or "mesh"
         suffix = ("_base_shape" if no_displacement else "") + (f"_texture{texture}" if texture else "")

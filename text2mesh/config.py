@@ -30,8 +30,8 @@ class MeshConfig:
     up_axis: Literal["x", "y", "z", "-x", "-y", "-z"] = "y"  # input axis that points up
     rotate_degrees: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])  # extra xyz Euler rotation
     clean: bool = True  # drop NaN/degenerate/duplicate faces, merge duplicate vertices
-    max_edge: float | None = 0.03  # split edges longer than this (normalized units, radius 1); None: off
-    max_faces: int | None = 200_000  # decimate above this many faces; None: off
+    max_edge: float | None = 0.045  # split edges longer than this (normalized units, radius 1; ~4 px in a 224² view); None: off
+    max_faces: int | None = 200_000  # decimate above this many faces (keeps render + field fast); None: off
     use_input_colors: bool = False  # start from the file's vertex colours instead of grey
 
 
@@ -129,6 +129,7 @@ class ImagineConfig:
     render_size: int = 224  # shorter side of the picture while optimizing (<= the output's)
     lr: float | None = None  # None: field optim.lr, pixels 0.05, strokes 0.01
     pixel_resolution: int = 24  # pixels: shorter side of the free colour grid (bicubic upsampling)
+    pixel_levels: int = 5  # pixels: grids summed at resolution, /2, /4, ... (1: one plain grid, which a small CLIP fools)
     n_strokes: int = 64  # strokes: number of brush strokes
     stroke_width: list[float] = dataclasses.field(default_factory=lambda: [0.02, 0.08])  # initial widths, fraction of the shorter side
     n_cutouts: int = 16  # random square crops CLIP sees per step (the first is the whole picture)

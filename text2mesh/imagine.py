@@ -66,6 +66,7 @@ STROKES = "strokes.gif"
 CONTACT_SHEET = "contact_sheet.png"
 PREVIEW_SIDE = 256  # shorter side of progress / animation frames
 MAX_SIDE = 8192
+MAX_STROKE_FRAMES = 96
 
 
 @dataclass
@@ -140,14 +141,13 @@ def run_targets(cfg: Config) -> list[Target]:
     Without any positive weight the run is refused, except when it starts from an init image
     (then the canvas simply stays that image).
     """
-    try:
-        return build_targets(None, cfg.prompts, cfg.image_prompts, cfg.negatives)
-    except ConfigError:
-        if cfg.imagine.init_image is None or not (cfg.prompts or cfg.image_prompts or cfg.negatives):
-            raise
     targets = [Target("text", *split_weight(p)) for p in cfg.prompts]
     targets += [Target("image", *split_weight(p)) for p in cfg.image_prompts]
-    return targets + [Target("text", n, -1.0) for n in cfg.negatives]
+    targets += [Target("text", n, -1.0) for n in cfg.negatives]
+    keeps_init = cfg.imagine.init_image is not None and all(t.weight <= 0 for t in targets)
+    if keeps_init and targets and all(t.value.strip() for t in targets):
+        return targets
+    return build_targets(None, cfg.prompts, cfg.image_prompts, cfg.negatives)
 
 
 def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
@@ -169,7 +169,7 @@ def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
             raise ConfigError(f"imagine.pixel_resolution must be at least 1, got {im.pixel_resolution}")
         res = min(im.pixel_resolution, short)
         grid = (max(1, round(height * res / short)), max(1, round(width * res / short)))
-        return PixelCanvas(grid, init=init, generator=generator)
+        return PixelCanvas(grid, levels=im.pixel_levels, init=init, generator=generator)
     if im.generator == "strokes":
         if im.n_strokes < 1:
             raise ConfigError(f"imagine.n_strokes must be at least 1, got {im.n_strokes}")
@@ -369,12 +369,15 @@ def _write_outputs(session: _Session, run: RunFolder, image: Tensor) -> list[Pat
 
 @torch.no_grad()
 def stroke_frames(canvas: StrokeCanvas, cfg: Config) -> list[np.ndarray]:
-    """The painting stroke by stroke: ``imagine.gif_frames``-ish frames, the last one complete."""
+    """The painting stroke by stroke, from the empty canvas to the finished painting.
+
+    One frame per stroke for up to ``MAX_STROKE_FRAMES`` strokes (more: evenly spaced counts).
+    """
     n = len(canvas.strokes())
     size = _preview_size(output_size(cfg))
-    count = max(2, min(n + 1, cfg.imagine.gif_frames * 2))
+    count = min(n, MAX_STROKE_FRAMES) + 1
     steps = sorted({round(i * n / (count - 1)) for i in range(count)})
-    return [_uint8(canvas.texture(size, n=k)) for k in steps] + [_uint8(canvas.texture(size))] * 6
+    return [_uint8(canvas.texture(size, n=k)) for k in steps]
 
 
 def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> ImageResult:
@@ -395,7 +398,8 @@ def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> Ima
     files: list[Path] = []
     if run is not None:
         files = _write_outputs(session, run, image)
-    return ImageResult(session.cfg, canvas.cpu(), image, list(session.loop.losses), None if run is None else run.path, files)
+    run_dir = None if run is None else run.path
+    return ImageResult(session.cfg, canvas.cpu(), image, list(session.loop.losses), run_dir, files)
 
 
 def _prepare(

@@ -97,7 +97,9 @@ def _numpy(array):
     return array.detach().cpu().numpy() if hasattr(array, "detach") else array
 
 
-def front_camera_pose(vertices: np.ndarray, fov_y: float, aspect: float, elevation: float = math.radians(15)) -> np.ndarray:
+def front_camera_pose(
+    vertices: np.ndarray, fov_y: float, aspect: float, elevation: float = math.radians(15)
+) -> np.ndarray:
     """[4, 4] camera-to-world pose looking at the origin from the front (+z), slightly above,
     far enough that all ``vertices`` [N, 3] fit in a ``fov_y`` x ``aspect`` view."""
     radius_x = np.abs(vertices[:, 0]).max()

@@ -60,6 +60,10 @@ def export_mesh(
     vertices_np = _as_numpy(vertices, np.float32).reshape(-1, 3)
     faces_np = _as_numpy(faces, np.int64).reshape(-1, 3)
     colors_np = None if colors is None else np.clip(_as_numpy(colors, np.float32).reshape(-1, 3), 0, 1)
+    if colors_np is not None and len(colors_np) != len(vertices_np):
+        raise ValueError(f"{len(colors_np)} colours for {len(vertices_np)} vertices")
+    if faces_np.size and (faces_np.min() < 0 or faces_np.max() >= len(vertices_np)):
+        raise ValueError("face indices out of range of the vertices")
     baked = None
     if texture is not None:
         if fmt == "ply":

@@ -7,8 +7,8 @@ The glue between :class:`text2mesh.api.StyleResult` and the format-level functio
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ def style_color_fn(result) -> SurfaceColorFn:
     Args:
         result: a StyleResult.
     """
-    from ..stylize import GREY
+    from ..stylizer import GREY
 
     mesh = result.prepared.mesh
     faces = mesh.faces.cpu().numpy()

@@ -163,8 +163,8 @@ def field_color_fn(
     """
     points = torch.as_tensor(np.asarray(points), dtype=torch.float32)
     faces_t = torch.as_tensor(np.asarray(faces), dtype=torch.int64)
-    parameter = next(iter(getattr(field, "parameters", lambda: iter(()))()), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
+    parameters = field.parameters() if isinstance(field, torch.nn.Module) else iter(())
+    device = next((parameter.device for parameter in parameters), torch.device("cpu"))
 
     def color(face_index: np.ndarray, bary: np.ndarray) -> np.ndarray:
         corners = points[faces_t[torch.as_tensor(face_index)]]  # [K, 3, 3]

@@ -109,8 +109,9 @@ def _perspective_grid(n: int, size: int, g: torch.Generator) -> tuple[torch.Tens
     return xy[..., 0], xy[..., 1]
 
 
-def _local_frame(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Object-local coordinates (unit object radius ~1): u, v [n,H,W]."""
+def _local_frame(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Object-local coordinates (unit object radius ~1): u, v [n,H,W], and the object's scale
+    [n,1,1] (one local unit in image units, the image spanning [-1, 1])."""
     n = x.shape[0]
     cx, cy = (torch.rand(2, n, 1, 1, generator=g) - 0.5) * 0.6
     scale = _uniform(n, 0.35, 1.1, g)[:, None, None]
@@ -119,7 +120,7 @@ def _local_frame(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[
     dx, dy = x - cx, y - cy
     u = (torch.cos(angle) * dx + torch.sin(angle) * dy) / (scale * aspect)
     v = (-torch.sin(angle) * dx + torch.cos(angle) * dy) * aspect / scale
-    return u, v
+    return u, v, scale
 
 
 def _radius_function(phi: torch.Tensor, shape: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -140,15 +141,18 @@ def _radius_function(phi: torch.Tensor, shape: torch.Tensor, g: torch.Generator)
     return options[torch.arange(n), shape]
 
 
-def _pattern_mask(u: torch.Tensor, v: torch.Tensor, pattern: torch.Tensor, size: int,
+def _pattern_mask(u: torch.Tensor, v: torch.Tensor, scale: torch.Tensor, pattern: torch.Tensor, size: int,
                   g: torch.Generator) -> torch.Tensor:
-    """Second-colour coverage [n,H,W] in [0,1] (0 for plain), antialiased."""
+    """Second-colour coverage [n,H,W] in [0,1] (0 for plain), antialiased.
+
+    The period is drawn in image units (0.2 to 0.6 of the half-width: 3 to 10 pixels at 32²), so
+    patterns stay visible at the tiny model's input size."""
     n = u.shape[0]
     angle = _uniform(n, 0.0, math.pi, g)[:, None, None]
-    freq = _uniform(n, 2.0, 5.0, g)[:, None, None]
+    freq = scale / _uniform(n, 0.2, 0.6, g)[:, None, None]
     a = (torch.cos(angle) * u + torch.sin(angle) * v) * freq
     b = (-torch.sin(angle) * u + torch.cos(angle) * v) * freq
-    sharp = 0.25 * size / freq
+    sharp = 0.6 * size * scale / freq  # about one pixel wide edges
     stripes = torch.sigmoid(sharp * torch.sin(math.pi * a))
     checker = torch.sigmoid(sharp * torch.sin(math.pi * a) * torch.sin(math.pi * b))
     dot_r = _uniform(n, 0.22, 0.38, g)[:, None, None]
@@ -252,13 +256,13 @@ def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None,
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     colour, pattern, second = _labels(n, g, plain_fraction)
     x, y = _perspective_grid(n, size, g)
-    u, v = _local_frame(x, y, g)
+    u, v, scale = _local_frame(x, y, g)
     shape = torch.multinomial(torch.tensor([0.3, 0.2, 0.1, 0.25, 0.15]), n, replacement=True, generator=g)
     radius = _radius_function(torch.atan2(v, u), shape, g)
     rho = torch.sqrt(u**2 + v**2)
     edge = 2.5 / size
     coverage = torch.sigmoid((radius - rho) / edge)
-    mask = _pattern_mask(u, v, pattern, size, g)
+    mask = _pattern_mask(u, v, scale, pattern, size, g)
     c1 = _colour_values(colour, g)[:, :, None, None]
     c2 = _colour_values(second, g)[:, :, None, None]
     albedo = c1 * (1 - mask[:, None]) + c2 * mask[:, None]

@@ -5,9 +5,9 @@ from .prepare import PreparedMesh, Transform, prepare_mesh
 from .structures import Mesh, face_areas, face_normals, vertex_normals
 
 __all__ = [
+    "SUPPORTED_SUFFIXES",
     "Mesh",
     "PreparedMesh",
-    "SUPPORTED_SUFFIXES",
     "Transform",
     "face_areas",
     "face_normals",

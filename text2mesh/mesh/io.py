@@ -17,7 +17,7 @@ import trimesh
 
 from ..errors import MeshError
 
-__all__ = ["SUPPORTED_SUFFIXES", "load_trimesh", "flatten_geometry"]
+__all__ = ["SUPPORTED_SUFFIXES", "flatten_geometry", "load_trimesh"]
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,13 @@ def _has_only_points(loaded: object) -> bool:
 
 
 def _has_colors(part: trimesh.Trimesh) -> bool:
+    """True for per-vertex or per-face colours, or a texture that has an image to sample."""
     kind = getattr(part.visual, "kind", None)
-    return kind in ("vertex", "face", "texture")
+    if kind == "texture":
+        material = getattr(part.visual, "material", None)
+        image = getattr(material, "image", None) or getattr(material, "baseColorTexture", None)
+        return image is not None
+    return kind in ("vertex", "face")
 
 
 def _vertex_colors(part: trimesh.Trimesh, n_vertices: int) -> np.ndarray:

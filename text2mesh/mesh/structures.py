@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Mesh", "face_normals", "vertex_normals", "face_areas"]
+__all__ = ["Mesh", "face_areas", "face_normals", "vertex_normals"]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ the silhouette edge (and to the colours of both pixels).
 Why this and not a soft-coverage (SoftRas-style) term: it touches only the pixels on
 silhouettes (a few per cent of the image) instead of evaluating every face near every pixel,
 keeps interior colours exact (no blur, no extra hyper-parameters such as a blur radius), and
-its cost is independent of the face count, which keeps the renderer far cheaper than CLIP.
+its cost grows with the silhouette length rather than with the face count, which keeps the
+renderer far cheaper than CLIP.
+
+Implementation: silhouette edges of each view are found first (edges whose two faces turn
+opposite ways on screen, and boundary edges) and the pixels their boxes touch are marked; only
+pixel pairs touching a mark are examined. From p's centre the walk crosses the faces of the
+visible surface (several per pixel for meshes finer than the pixel grid) until it leaves the
+surface through a silhouette edge or reaches o's centre.
 """
 
 from __future__ import annotations
@@ -76,10 +83,12 @@ def antialias(image: Tensor, fragments: Fragments, neighbors: Tensor | None = No
         neighbors = face_neighbors(fragments.faces)
     batch, height, width, channels = image.shape
     flat = image.reshape(-1, channels)
+    with torch.no_grad():
+        near_silhouette = _silhouette_mask(fragments, neighbors)
     targets, sources, weights = [], [], []
     for vertical in (False, True):
         with torch.no_grad():
-            pairs = _silhouette_pairs(fragments, neighbors, vertical)
+            pairs = _silhouette_pairs(fragments, neighbors, near_silhouette, vertical)
         if pairs is None:
             continue
         p, o, edge_start, edge_end, direction, coord = pairs
@@ -106,7 +115,69 @@ def _screen(clip: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     return col, row
 
 
-def _silhouette_pairs(fragments: Fragments, neighbors: Tensor, vertical: bool):
+def _gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table[index]`` for a 2D table and any-shaped int64 index (via index_select: faster)."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
+def _silhouette_mask(fragments: Fragments, neighbors: Tensor) -> Tensor:
+    """[B*H*W] bool: pixels touched by the (rounded-out) box of a silhouette edge.
+
+    Silhouette edges of a view: boundary edges and edges whose two faces have opposite
+    screen orientations, among edges with both endpoints in front of the camera plane.
+    """
+    height, width = fragments.image_size
+    clip = fragments.clip_vertices.detach()
+    batch, num_vertices = clip.shape[:2]
+    faces = fragments.faces
+    mask = torch.zeros(batch * height * width, dtype=torch.bool, device=faces.device)
+    if faces.shape[0] == 0:
+        return mask
+    col, row = _screen(clip, (height, width))
+    in_front = clip[..., 3] > _MIN_W
+    face_rows = faces.reshape(-1)
+    corner_col = col.index_select(1, face_rows).view(batch, -1, 3)
+    corner_row = row.index_select(1, face_rows).view(batch, -1, 3)
+    # counter-clockwise on screen (rows grow downwards, so the 2D cross product flips sign)
+    ccw = ((corner_col[..., 1] - corner_col[..., 0]) * (corner_row[..., 2] - corner_row[..., 0])
+           - (corner_col[..., 2] - corner_col[..., 0]) * (corner_row[..., 1] - corner_row[..., 0])) < 0
+    face, k = torch.nonzero((neighbors > torch.arange(len(faces), device=faces.device)[:, None])
+                            | (neighbors < 0), as_tuple=True)
+    other = neighbors[face, k]
+    boundary = other < 0
+    flips = ccw.index_select(1, face) != ccw.index_select(1, other.clamp(min=0))
+    silhouette = flips | boundary[None]
+    view, edge = torch.nonzero(silhouette, as_tuple=True)
+    start = faces[face[edge], k[edge]]
+    end = faces[face[edge], (k[edge] + 1) % 3]
+    rows_a = view * num_vertices + start
+    rows_b = view * num_vertices + end
+    ok = in_front.view(-1)[rows_a] & in_front.view(-1)[rows_b]
+    view, rows_a, rows_b = view[ok], rows_a[ok], rows_b[ok]
+    ca, cb = col.view(-1)[rows_a], col.view(-1)[rows_b]
+    ra, rb = row.view(-1)[rows_a], row.view(-1)[rows_b]
+    col0 = torch.floor(torch.minimum(ca, cb)).clamp(0, width - 1).long()
+    col1 = torch.ceil(torch.maximum(ca, cb)).clamp(0, width - 1).long()
+    row0 = torch.floor(torch.minimum(ra, rb)).clamp(0, height - 1).long()
+    row1 = torch.ceil(torch.maximum(ra, rb)).clamp(0, height - 1).long()
+    n_cols = col1 - col0 + 1
+    counts = n_cols * (row1 - row0 + 1)
+    total = int(counts.sum())
+    if total == 0:
+        return mask
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=faces.device), counts,
+                                    output_size=total)
+    local = torch.arange(total, device=faces.device) - (torch.cumsum(counts, 0) - counts)[owner]
+    r = torch.div(local, n_cols[owner], rounding_mode="floor")
+    c = local - r * n_cols[owner]
+    pix = (view[owner] * height + row0[owner] + r) * width + col0[owner] + c
+    mask[pix] = True
+    return mask
+
+
+def _silhouette_pairs(
+    fragments: Fragments, neighbors: Tensor, near_silhouette: Tensor, vertical: bool
+):
     """Adjacent pixel pairs split by a silhouette edge (no gradients).
 
     From p's centre towards o's, the walk crosses the faces of the front surface (up to
@@ -120,19 +191,19 @@ def _silhouette_pairs(fragments: Fragments, neighbors: Tensor, vertical: bool):
     """
     height, width = fragments.image_size
     face_index = fragments.face_index
-    depth = torch.where(face_index >= 0, fragments.depth.detach(), torch.inf)
+    step = width if vertical else 1
     if vertical:
         differ = face_index[:, :-1, :] != face_index[:, 1:, :]
-        step = width
     else:
         differ = face_index[:, :, :-1] != face_index[:, :, 1:]
-        step = 1
     view, r, c = torch.nonzero(differ, as_tuple=True)
     first = (view * height + r) * width + c
     second = first + step
-    flat_face = face_index.reshape(-1)
-    flat_depth = depth.reshape(-1)
-    first_in_front = flat_depth[first] <= flat_depth[second]
+    near = torch.nonzero(near_silhouette[first] | near_silhouette[second]).squeeze(1)
+    view, first, second = view[near], first[near], second[near]
+    flat_face = face_index.view(-1)
+    depth = torch.where(face_index >= 0, fragments.depth.detach(), torch.inf).view(-1)
+    first_in_front = depth[first] <= depth[second]
     p = torch.where(first_in_front, first, second)
     o = torch.where(first_in_front, second, first)
     direction = torch.where(first_in_front, 1, -1)
@@ -141,11 +212,12 @@ def _silhouette_pairs(fragments: Fragments, neighbors: Tensor, vertical: bool):
     clip = fragments.clip_vertices.detach().reshape(-1, 4)
     num_vertices = fragments.clip_vertices.shape[1]
     faces = fragments.faces
+    flat_neighbors = neighbors.view(-1)
 
     current = flat_face[p]
-    rows = view[:, None] * num_vertices + faces[current]
-    tri = clip[rows]
-    orientation = _orientation(tri)
+    rows = view[:, None] * num_vertices + faces.index_select(0, current)
+    tri = _gather_rows(clip, rows)
+    orientation = fragments.front_facing.view(-1)[p]
     entered = torch.full_like(current, -1)
     t_prev = torch.zeros(current.shape, dtype=clip.dtype, device=clip.device)
     active = torch.arange(current.numel(), device=current.device)
@@ -154,31 +226,35 @@ def _silhouette_pairs(fragments: Fragments, neighbors: Tensor, vertical: bool):
         if active.numel() == 0:
             break
         t, k, perpendicular = _exit_edge(
-            tri, coord[active], direction[active], t_prev, entered, (height, width), vertical
+            tri, coord.index_select(0, active), direction.index_select(0, active), t_prev,
+            entered, (height, width), vertical,
         )
         crossed = torch.isfinite(t)
-        neighbor = neighbors[current, k]
-        has_neighbor = crossed & (neighbor >= 0)
-        next_rows = view[active, None] * num_vertices + faces[neighbor.clamp(min=0)]
-        next_tri = clip[next_rows]
-        same_side = _orientation(next_tri) == orientation
-        in_front = (next_tri[..., 3] > _MIN_W).all(1)
-        continues = has_neighbor & same_side & in_front
-        silhouette = crossed & ~continues
-        hit = torch.nonzero(silhouette & perpendicular).squeeze(1)
-        found_pair.append(active[hit])
-        found_k.append(k[hit])
-        found_rows.append(rows[hit])
+        neighbor = flat_neighbors.index_select(0, current * 3 + k)
+        next_rows = view.index_select(0, active)[:, None] * num_vertices + faces.index_select(
+            0, neighbor.clamp(min=0)
+        )
+        next_tri = _gather_rows(clip, next_rows)
+        continues = (
+            crossed
+            & (neighbor >= 0)
+            & (_orientation(next_tri) == orientation)
+            & (next_tri[..., 3] > _MIN_W).all(1)
+        )
+        hit = torch.nonzero(crossed & ~continues & perpendicular).squeeze(1)
+        found_pair.append(active.index_select(0, hit))
+        found_k.append(k.index_select(0, hit))
+        found_rows.append(rows.index_select(0, hit))
         go = torch.nonzero(continues).squeeze(1)
-        previous = current[go]
-        current = neighbor[go]
-        rows, tri, orientation = next_rows[go], next_tri[go], orientation[go]
-        entered = (neighbors[current] == previous[:, None]).int().argmax(1)
-        t_prev = t[go]
-        active = active[go]
-    if not found_pair or sum(x.numel() for x in found_pair) == 0:
-        return None
-    pair = torch.cat(found_pair)
+        previous = current.index_select(0, go)
+        current = neighbor.index_select(0, go)
+        rows = next_rows.index_select(0, go)
+        tri = next_tri.index_select(0, go)
+        orientation = orientation.index_select(0, go)
+        entered = (neighbors.index_select(0, current) == previous[:, None]).int().argmax(1)
+        t_prev = t.index_select(0, go)
+        active = active.index_select(0, go)
+    pair = torch.cat(found_pair) if found_pair else active[:0]
     if pair.numel() == 0:
         return None
     k = torch.cat(found_k)

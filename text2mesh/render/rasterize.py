@@ -51,6 +51,8 @@ class Fragments:
         pixel_bary: [N, 3] float, barycentrics of each covered pixel (packed form of ``bary``).
         clip_vertices: [B, V, 4] the rasterized clip-space vertices (used by antialiasing).
         faces: [F, 3] int64 vertex indices of the triangles.
+        front_facing: [B, H, W] bool, True where the visible face is counter-clockwise on
+            screen (seen from the side its winding's normal points to); False on background.
     """
 
     face_index: Tensor
@@ -61,6 +63,7 @@ class Fragments:
     pixel_bary: Tensor
     clip_vertices: Tensor
     faces: Tensor
+    front_facing: Tensor
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -132,12 +135,14 @@ def rasterize(
         keys = _depth_test(clip_vertices.detach(), faces, image_size, max_candidates)
         pixel_index = torch.nonzero(keys != _EMPTY_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
-    pixel_bary, pixel_depth = _pixel_bary_depth(
+    pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
         clip_vertices, faces, pixel_index, pixel_face, image_size
     )
     num_pixels = batch * height * width
     face_index = torch.full((num_pixels,), -1, dtype=torch.int64, device=faces.device)
     face_index[pixel_index] = pixel_face
+    front_facing = torch.zeros(num_pixels, dtype=torch.bool, device=faces.device)
+    front_facing[pixel_index] = pixel_front
     bary = _scatter_rows(pixel_bary, pixel_index, num_pixels).view(batch, height, width, 3)
     depth = _scatter_rows(pixel_depth[:, None], pixel_index, num_pixels).view(batch, height, width)
     return Fragments(
@@ -149,6 +154,7 @@ def rasterize(
         pixel_bary=pixel_bary,
         clip_vertices=clip_vertices,
         faces=faces,
+        front_facing=front_facing.view(batch, height, width),
     )
 
 
@@ -180,29 +186,41 @@ def _scatter_rows(values: Tensor, index: Tensor, num_rows: int) -> Tensor:
     return out.index_put((index,), values)
 
 
-def _edge_coefficients(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Edge functions of triangles in pixel-index coordinates.
+def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], origin: Tensor) -> Tensor:
+    """Edge functions of triangles relative to their pixel boxes, packed for scanning.
 
     Args:
-        tri: [..., 3, 4] clip-space vertices.
+        tri: [T, 3, 4] clip-space triangles.
+        origin: [T, 2] int64 (col0, row0) of each triangle's pixel box.
     Returns:
-        coef: [..., 4, 3]; rows are e_0, e_1, e_2 and the NDC-depth numerator zn, each as
-            (a, b, c) with value ``a * col + b * row + c`` at pixel (row, col). The rows are
-            multiplied by sign(det) so that a covered pixel has e_i >= 0.
-        det: [...] |det[p_0, p_1, p_2]| (0 for degenerate triangles).
+        [T, 13]: columns 0-3, 4-7, 8-11 are a, b, c of the four functions e_0, e_1, e_2 and
+        zn (the NDC-depth numerator), each ``a * col_in + b * row_in + c`` at the pixel
+        (row0 + row_in, col0 + col_in); column 12 is |det|. Signs are flipped where det < 0,
+        so a pixel is covered when e_i >= 0 and -|det| <= zn <= |det|.
     """
     height, width = image_size
-    p = tri[..., (0, 1, 3)]
-    m = torch.linalg.cross(p.roll(-1, dims=-2), p.roll(-2, dims=-2), dim=-1)
-    det = (p[..., 0, :] * m[..., 0, :]).sum(-1)
-    zn = (tri[..., 2:3] * m).sum(-2, keepdim=True)
-    m = torch.cat([m, zn], dim=-2)
-    a = m[..., 0] * (2.0 / width)
-    b = m[..., 1] * (-2.0 / height)
-    c = m[..., 0] * (1.0 / width - 1.0) + m[..., 1] * (1.0 - 1.0 / height) + m[..., 2]
-    sign = torch.where(det < 0, -1.0, 1.0).to(tri.dtype)[..., None]
-    coef = torch.stack([a, b, c], dim=-1) * sign[..., None]
-    return coef, det.abs()
+    x = tri[..., 0]
+    y = tri[..., 1]
+    z = tri[..., 2]
+    w = tri[..., 3]
+    j = [1, 2, 0]
+    k = [2, 0, 1]
+    xj, yj, wj = x[:, j], y[:, j], w[:, j]
+    xk, yk, wk = x[:, k], y[:, k], w[:, k]
+    mx = yj * wk - wj * yk  # [T, 3]
+    my = wj * xk - xj * wk
+    mz = xj * yk - yj * xk
+    det = x[:, 0] * mx[:, 0] + y[:, 0] * my[:, 0] + w[:, 0] * mz[:, 0]
+    mx = torch.cat([mx, (z * mx).sum(1, keepdim=True)], dim=1)  # [T, 4]
+    my = torch.cat([my, (z * my).sum(1, keepdim=True)], dim=1)
+    mz = torch.cat([mz, (z * mz).sum(1, keepdim=True)], dim=1)
+    sign = torch.where(det < 0, -1.0, 1.0).to(tri.dtype)[:, None]
+    a = mx * (sign * (2.0 / width))
+    b = my * (sign * (-2.0 / height))
+    col0 = origin[:, 0:1].to(tri.dtype)
+    row0 = origin[:, 1:2].to(tri.dtype)
+    c = (mx * (1.0 / width - 1.0) + my * (1.0 - 1.0 / height) + mz) * sign + a * col0 + b * row0
+    return torch.cat([a, b, c, det.abs()[:, None]], dim=1)
 
 
 def _depth_test(
@@ -232,11 +250,12 @@ def _depth_test(
         face = keep - view * chunk.shape[0] + start
         rows = (view[:, None] * clip_vertices.shape[1] + faces.index_select(0, face)).view(-1)
         tri = clip_vertices.reshape(-1, 4).index_select(0, rows).view(-1, 3, 4)
-        coef, det = _edge_coefficients(tri, image_size)
-        valid = torch.nonzero(det > 0).squeeze(1)
+        boxes, counts = boxes.index_select(0, keep), counts.index_select(0, keep)
+        floats = _edge_coefficients(tri, image_size, boxes[:, :2])
+        valid = torch.nonzero(floats[:, 12] > 0).squeeze(1)
         _scan_candidates(
-            keys, coef[valid], det[valid], boxes[keep[valid]], counts[keep[valid]],
-            view[valid], face[valid], image_size, max_candidates,
+            keys, floats[valid], boxes[valid], counts[valid], view[valid], face[valid],
+            image_size, max_candidates,
         )
     return keys
 
@@ -324,8 +343,7 @@ def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, T
 
 def _scan_candidates(
     keys: Tensor,
-    coef: Tensor,
-    det: Tensor,
+    floats: Tensor,
     boxes: Tensor,
     counts: Tensor,
     view: Tensor,
@@ -337,7 +355,7 @@ def _scan_candidates(
 
     Args:
         keys: [B*H*W] int64 running minimum keys.
-        coef: [T, 4, 3] from :func:`_edge_coefficients`, det: [T] > 0, boxes: [T, 4],
+        floats: [T, 13] from :func:`_edge_coefficients` (|det| > 0), boxes: [T, 4],
             counts: [T] > 0 pixels per box, view: [T], face: [T].
     """
     height, width = image_size
@@ -350,10 +368,6 @@ def _scan_candidates(
         bounds += sorted({c for c in cuts if 0 < c < counts.numel()})
     bounds.append(counts.numel())
     starts = ends - counts
-    origin = boxes[:, :2].to(coef.dtype)
-    # edge functions relative to the box origin: e = a * col_in + b * row_in + c
-    shifted_c = coef[..., 2] + coef[..., 0] * origin[:, None, 0] + coef[..., 1] * origin[:, None, 1]
-    floats = torch.cat([coef[..., 0], coef[..., 1], shifted_c, det[:, None]], dim=1)  # [T, 13]
     base = (view * height + boxes[:, 1]) * width + boxes[:, 0]
     ints = torch.stack([starts, boxes[:, 2], base, face], dim=1)  # [T, 4]
     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -386,23 +400,38 @@ def _pixel_bary_depth(
     pixel_index: Tensor,
     pixel_face: Tensor,
     image_size: tuple[int, int],
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Differentiable barycentrics and view depth at covered pixels.
 
     Returns:
-        (bary [N, 3], depth [N]) in clip_vertices.dtype.
+        (bary [N, 3], depth [N]) in clip_vertices.dtype, and front [N] bool (the face is
+        counter-clockwise on screen).
     """
     height, width = image_size
-    batch, num_vertices = clip_vertices.shape[:2]
+    num_vertices = clip_vertices.shape[1]
     view = torch.div(pixel_index, height * width, rounding_mode="floor")
-    vidx = (view[:, None] * num_vertices + faces[pixel_face]).reshape(-1)
+    vidx = (view[:, None] * num_vertices + faces.index_select(0, pixel_face)).reshape(-1)
     tri = clip_vertices.reshape(-1, 4).index_select(0, vidx).view(-1, 3, 4)
-    p = tri[..., (0, 1, 3)]
-    m = torch.linalg.cross(p.roll(-1, dims=-2), p.roll(-2, dims=-2), dim=-1)  # [N, 3, 3]
+    m, det = _cross_rows(tri)
     x, y = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
-    e = m[..., 0] * x[:, None] + m[..., 1] * y[:, None] + m[..., 2]
+    e = m[..., 0] * x[:, None] + m[..., 1] * y[:, None] + m[..., 2]  # [N, 3]
     total = e.sum(1, keepdim=True)
     bary = e / total
-    det = (p[:, 0] * m[:, 0]).sum(-1)
     depth = det / total.squeeze(1)
-    return bary, depth
+    return bary, depth, det.detach() > 0
+
+
+def _cross_rows(tri: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows ``p_j x p_k`` of the homogeneous 2D edge functions and ``det[p_0, p_1, p_2]``.
+
+    Args:
+        tri: [T, 3, 4] clip-space triangles; p_i = (x_i, y_i, w_i).
+    Returns:
+        m: [T, 3, 3] with m[:, i] = p_{i+1} x p_{i+2}; det: [T].
+    """
+    x, y, w = tri[..., 0], tri[..., 1], tri[..., 3]
+    xj, yj, wj = x.roll(-1, 1), y.roll(-1, 1), w.roll(-1, 1)
+    xk, yk, wk = x.roll(-2, 1), y.roll(-2, 1), w.roll(-2, 1)
+    m = torch.stack([yj * wk - wj * yk, wj * xk - xj * wk, xj * yk - yj * xk], dim=-1)
+    det = (tri[:, 0, (0, 1, 3)] * m[:, 0]).sum(-1)
+    return m, det

@@ -1,0 +1,60 @@
+"""Shared helpers for the stylize tests: a tiny mesh, tiny settings, random tiny CLIP weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from text2mesh.config import load_config
+from text2mesh.guidance import random_clip
+
+# Small everything: renders, field, views, crops; no turntable; frequent checkpoints.
+TINY_SETTINGS = {
+    "render": {"resolution": 64},
+    "field": {"width": 32, "n_frequencies": 16, "depth": 2, "head_depth": 1},
+    "views": {"n_views": 2},
+    "guidance": {"n_local_augs": 1},
+    "mesh": {"max_edge": None},
+    "optim": {"lr": 0.01, "snapshot_every": 2, "checkpoint_every": 2, "device": "cpu"},
+    "output": {"final_resolution": 64, "turntable": False, "n_final_views": 2},
+}
+
+INPUT_SCALE = 3.0
+INPUT_OFFSET = np.array([10.0, -2.0, 5.0])
+
+
+def tiny_config(**optim):
+    cfg = load_config("default", overrides=TINY_SETTINGS)
+    for key, value in optim.items():
+        setattr(cfg.optim, key, value)
+    return cfg
+
+
+def set_flags(settings: dict = TINY_SETTINGS) -> list[str]:
+    """TINY_SETTINGS as ``--set key=value`` flags."""
+    flags = []
+    for section, values in settings.items():
+        for key, value in values.items():
+            flags += ["--set", f"{section}.{key}={'null' if value is None else value}"]
+    return flags
+
+
+def write_tiny_mesh(path: Path) -> Path:
+    """A lumpy sphere (642 vertices) away from the origin and not unit-sized, as OBJ."""
+    mesh = trimesh.creation.icosphere(subdivisions=3)
+    mesh.vertices *= 1.0 + 0.1 * np.sin(3 * mesh.vertices[:, :1])
+    mesh.vertices = mesh.vertices * INPUT_SCALE + INPUT_OFFSET
+    mesh.export(path)
+    return path
+
+
+def tiny_clip():
+    return random_clip("text2mesh-tiny", seed=0)
+
+
+def save_tiny_clip_weights(path: Path) -> Path:
+    torch.save(tiny_clip().model.state_dict(), path)
+    return path

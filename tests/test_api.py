@@ -1,0 +1,86 @@
+import pytest
+import torch
+import trimesh
+
+import text2mesh
+from stylize_helpers import tiny_clip, tiny_config, write_tiny_mesh
+from text2mesh.errors import ConfigError, RunFolderError
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return tiny_clip()
+
+
+@pytest.fixture(scope="module")
+def mesh_path(tmp_path_factory):
+    return write_tiny_mesh(tmp_path_factory.mktemp("mesh") / "blob.obj")
+
+
+@pytest.fixture(scope="module")
+def four_iterations(clip, mesh_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "four"
+    return text2mesh.stylize(mesh_path, "a red and white striped object", tiny_config(iters=4), out, clip=clip)
+
+
+def test_result_holds_a_styled_mesh_in_the_input_frame(four_iterations, mesh_path):
+    r = four_iterations
+    source = trimesh.load(mesh_path, process=False)
+    v = len(source.vertices)
+    assert r.colors.shape == (v, 3) and r.displacements.shape == (v,) and r.vertices.shape == (v, 3)
+    assert r.faces.shape == (len(source.faces), 3)
+    assert (r.colors - 0.5).abs().max() > 1e-3  # no longer plain grey
+    bound = r.config.field.normratio
+    assert r.displacements.abs().max() <= bound + 1e-6
+    # every output vertex lies within the displacement bound (in input units) of an input vertex
+    gap = torch.cdist(r.vertices_input_frame().double(), torch.as_tensor(source.vertices)).min(dim=1).values
+    assert gap.max() <= bound / r.prepared.transform.scale + 1e-4
+    assert gap.max() > 0  # and it did move
+    assert len(r.losses) == 4 and r.run_dir is not None
+    assert r.to_trimesh().visual.vertex_colors.shape == (v, 4)
+
+
+def test_run_folder_contents_and_load_run(four_iterations):
+    run = four_iterations.run_dir
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "checkpoint.pt", "loss.csv", "blob_stylized.obj", "blob_stylized.ply", "renders"} <= names
+    renders = {p.name for p in (run / "renders").iterdir()}
+    assert {"before_after.png", "loss.png", "views.png", "progress_00002.png", "progress_00004.png"} <= renders
+    again = text2mesh.load_run(run)
+    assert torch.allclose(again.colors, four_iterations.colors, atol=1e-6)
+    assert torch.allclose(again.vertices, four_iterations.vertices, atol=1e-6)
+    assert again.losses == pytest.approx(four_iterations.losses, abs=1e-5)
+    assert again.config.prompts == ["a red and white striped object"]
+
+
+def test_same_seed_same_result_other_seed_differs(four_iterations, clip, mesh_path):
+    same = text2mesh.stylize(mesh_path, "a red and white striped object", tiny_config(iters=4), clip=clip)
+    other = text2mesh.stylize(mesh_path, "a red and white striped object", tiny_config(iters=4, seed=7), clip=clip)
+    assert same.run_dir is None
+    assert torch.equal(same.colors, four_iterations.colors)
+    assert same.losses == four_iterations.losses
+    assert not torch.allclose(other.colors, same.colors)
+
+
+def test_resume_continues_from_the_saved_step(four_iterations, clip, mesh_path, tmp_path):
+    text2mesh.stylize(mesh_path, "a red and white striped object", tiny_config(iters=2), tmp_path / "r", clip=clip)
+    resumed = text2mesh.resume(tmp_path / "r", clip=clip, iters=4)
+    assert len(resumed.losses) == 4
+    assert resumed.losses == pytest.approx(four_iterations.losses, abs=1e-5)
+    assert torch.allclose(resumed.colors, four_iterations.colors, atol=1e-5)
+    assert text2mesh.load_config(path=tmp_path / "r" / "config.yaml").optim.iters == 4
+
+
+def test_refuses_a_non_empty_folder_and_empty_prompts(four_iterations, clip, mesh_path):
+    with pytest.raises(RunFolderError, match="not empty"):
+        text2mesh.stylize(mesh_path, "x", tiny_config(iters=1), four_iterations.run_dir, clip=clip)
+    with pytest.raises(ConfigError, match="empty"):
+        text2mesh.stylize(mesh_path, "", tiny_config(iters=1), clip=clip)
+
+
+def test_weighted_prompts_and_negatives_are_saved_in_the_config(clip, mesh_path, tmp_path):
+    r = text2mesh.stylize(mesh_path, "stripes", tiny_config(iters=1), tmp_path / "w", clip=clip,
+                          prompts=["red:0.5"], negatives=["blue"])
+    saved = text2mesh.load_config(path=tmp_path / "w" / "config.yaml")
+    assert saved.prompts == ["stripes", "red:0.5"] and saved.negatives == ["blue"]
+    assert r.config.prompts == saved.prompts

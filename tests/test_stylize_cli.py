@@ -1,0 +1,159 @@
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from stylize_helpers import save_tiny_clip_weights, set_flags, write_tiny_mesh
+from text2mesh.cli import main
+from text2mesh.run import read_losses
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    return {"mesh": write_tiny_mesh(folder / "blob.obj"), "clip": save_tiny_clip_weights(folder / "tiny.pt")}
+
+
+def tiny_args(files, *extra) -> list[str]:
+    return ["--clip-model", "text2mesh-tiny", "--clip-checkpoint", str(files["clip"]), "--device", "cpu",
+            *set_flags(), *extra]
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def finished_run(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    before = digest(files["mesh"])
+    main_args = ["stylize", str(files["mesh"]), "a red and white striped object", "-o", str(out), "--iters", "3",
+                 "--quiet", *tiny_args(files)]
+    try:
+        main(main_args)
+    except SystemExit as exc:
+        assert not exc.code
+    assert digest(files["mesh"]) == before  # the input is never touched
+    return out
+
+
+def test_cli_end_to_end_writes_a_loadable_styled_mesh_in_the_input_frame(finished_run, files):
+    for name in ["blob_stylized.obj", "blob_stylized.ply", "config.yaml", "loss.csv", "checkpoint.pt"]:
+        assert (finished_run / name).is_file(), name
+    assert any((finished_run / "renders").glob("*.png"))
+    assert len(read_losses(finished_run / "loss.csv")) == 3
+    source = trimesh.load(files["mesh"], process=False)
+    bound = 0.1 / _normalizing_scale(source)  # normratio in input units
+    for name in ["blob_stylized.obj", "blob_stylized.ply"]:
+        styled = trimesh.load(finished_run / name, process=False)
+        assert len(styled.faces) == len(source.faces) and len(styled.vertices) == len(source.vertices)
+        colors = np.asarray(styled.visual.vertex_colors)[:, :3].astype(int)
+        assert np.abs(colors - 128).max() > 0, name  # not plain grey
+        lo, hi = styled.bounds
+        assert np.all(lo >= source.bounds[0] - bound - 1e-4) and np.all(hi <= source.bounds[1] + bound + 1e-4)
+        assert np.all(np.abs(lo - source.bounds[0]) < 0.2 * (source.bounds[1] - source.bounds[0]))
+
+
+def _normalizing_scale(mesh) -> float:
+    center = (mesh.bounds[0] + mesh.bounds[1]) / 2
+    return 1.0 / np.linalg.norm(mesh.vertices - center, axis=1).max()
+
+
+def test_refuses_non_empty_output_without_overwrite(finished_run, files, capsys):
+    code, _, err = run_cli(["stylize", str(files["mesh"]), "x", "-o", str(finished_run), "--iters", "1",
+                            *tiny_args(files)], capsys)
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "not empty" in err and "--overwrite" in err
+
+
+def test_overwrite_next_to_the_input_keeps_the_input(files, capsys, tmp_path):
+    mesh = tmp_path / "blob.obj"
+    mesh.write_bytes(files["mesh"].read_bytes())
+    before = digest(mesh)
+    code, _, err = run_cli(["stylize", str(mesh), "stripes", "-o", str(tmp_path), "--overwrite", "--iters", "1",
+                            "--quiet", *tiny_args(files)], capsys)
+    assert code == 0, err
+    assert digest(mesh) == before and (tmp_path / "blob_stylized.obj").is_file()
+
+
+@pytest.mark.parametrize("prompt, message", [("", "prompt is empty"), ("   ", "prompt is empty")])
+def test_empty_prompt_is_one_line_error(files, capsys, tmp_path, prompt, message):
+    code, _, err = run_cli(["stylize", str(files["mesh"]), prompt, "-o", str(tmp_path / "o"), *tiny_args(files)], capsys)
+    assert code == 1 and message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_clip_weights_offline_fail_fast_with_the_ways_out(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.monotonic()
+    code, _, err = run_cli(["stylize", str(files["mesh"]), "a vase", "-o", str(tmp_path / "o"),
+                            "--clip-model", "ViT-B-32", "--clip-pretrained", "openai"], capsys)
+    elapsed = time.monotonic() - start
+    assert code == 1 and err.count("\n") == 1
+    assert "ViT-B-32" in err and "openai" in err and "--clip-checkpoint" in err
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+
+
+def test_resume_continues_to_the_new_iteration_count(files, capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["stylize", str(files["mesh"]), "stripes", "-o", str(out), "--iters", "2", "--quiet",
+                            *tiny_args(files)], capsys)
+    assert code == 0, err
+    first = read_losses(out / "loss.csv")
+    code, _, err = run_cli(["stylize", "--resume", str(out), "--iters", "4", "--quiet"], capsys)
+    assert code == 0, err
+    losses = read_losses(out / "loss.csv")
+    assert len(losses) == 4 and losses[:2] == first
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["loop"]["step"] == 4
+
+
+def test_resume_rejects_a_folder_without_a_run(capsys, tmp_path):
+    code, _, err = run_cli(["stylize", "--resume", str(tmp_path)], capsys)
+    assert code == 1 and "not a run folder" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_saves_a_valid_export_and_exits_non_zero(files, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "text2mesh", "stylize", str(files["mesh"]), "stripes", "-o", str(out),
+            "--iters", "100000", "--quiet", *tiny_args(files), "--set", "optim.checkpoint_every=1"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted by SIGINT" in lines[0] and "--resume" in lines[0]
+    styled = trimesh.load(out / "blob_stylized.obj", process=False)
+    assert len(styled.faces) == 1280
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 1 <= state["loop"]["step"] < 100000
+    assert len(read_losses(out / "loss.csv")) == state["loop"]["step"]
