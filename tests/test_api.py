@@ -84,3 +84,11 @@ def test_weighted_prompts_and_negatives_are_saved_in_the_config(clip, mesh_path,
     saved = text2mesh.load_config(path=tmp_path / "w" / "config.yaml")
     assert saved.prompts == ["stripes", "red:0.5"] and saved.negatives == ["blue"]
     assert r.config.prompts == saved.prompts
+
+
+def test_main_prompt_with_a_colon_keeps_weight_one():
+    from text2mesh.api import check_targets, with_prompts
+
+    cfg = with_prompts(tiny_config(), "a ratio of 3:2", ["red:0.5"])
+    targets = check_targets(cfg)
+    assert [(t.value, t.weight) for t in targets] == [("a ratio of 3:2", 1.0), ("red", 0.5)]

@@ -10,6 +10,15 @@ from text2mesh.config import load_config
 from text2mesh.guidance.clip import random_clip, tiny_checkpoint_path
 from text2mesh.imagine import build_canvas, imagine, load_image_run, vary
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are small: one intra-op thread is many times faster than two on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 needs_tiny = pytest.mark.skipif(
     not tiny_checkpoint_path().is_file(),
     reason="the trained tiny CLIP (text2mesh/assets/text2mesh-tiny.pt) is not there; run scripts/train_tiny_clip.py",

@@ -104,7 +104,8 @@ def resolve_device(name: str) -> torch.device:
 
 def prompt_spec(prompt: str) -> str:
     """How the main prompt is stored in ``config.prompts`` (weight 1, unambiguous)."""
-    return f"{prompt}:1" if split_weight(prompt)[1] != 1.0 or split_weight(prompt)[0] != prompt else prompt
+    text, _ = split_weight(prompt)
+    return prompt if text == prompt else f"{prompt}:1"  # "ratio 3:2" must not read as weight 2
 
 
 def with_prompts(
@@ -141,7 +142,7 @@ def _load_clip(cfg: Config, device: torch.device):
     return load_clip(g.clip_model, g.clip_pretrained, g.clip_checkpoint, device=device)
 
 
-def _renderer(device: torch.device):
+def _renderer():
     from .render import Renderer
 
     return Renderer()
@@ -166,7 +167,7 @@ def _session(cfg: Config, prepared: PreparedMesh, clip, device: torch.device) ->
     mesh = prepared.mesh.to(device)
     field = build_field(cfg, prepared.mesh.vertices).to(device)
     objective = Objective(clip, check_targets(cfg), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch)
-    problem = StylizeProblem(mesh, field, _renderer(device), objective, cfg, clip_size=tuple(clip.image_size))
+    problem = StylizeProblem(mesh, field, _renderer(), objective, cfg, clip_size=tuple(clip.image_size))
     loop = Loop(problem, cfg.optim, generator=torch.Generator().manual_seed(cfg.optim.seed + LOOP_SEED_OFFSET))
     return _Session(cfg, prepared, problem, loop, device)
 

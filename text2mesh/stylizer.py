@@ -36,15 +36,26 @@ class Styled:
     vertices: Tensor
 
 
-def style_mesh(field: StyleField, mesh: Mesh, normals: Tensor, *, base_colors: Tensor | None = None, progress: float = 1.0) -> Styled:
+def style_mesh(
+    field: StyleField,
+    mesh: Mesh,
+    normals: Tensor,
+    *,
+    base_colors: Tensor | None = None,
+    progress: float = 1.0,
+    features: Tensor | None = None,
+) -> Styled:
     """Evaluate the field on a mesh.
 
     Args:
         field: the style field; mesh: base mesh (normalized frame); normals: [V, 3] its vertex
         normals; base_colors: [V, 3] colours the field's output offsets (None: grey base).
         progress: for the progressive encoding.
+        features: ``field.encode(mesh.vertices)`` computed before (None: computed here).
     """
-    colors, displacement = field(mesh.vertices, progress)
+    if features is None:
+        features = field.encode(mesh.vertices, progress)
+    colors, displacement = field.decode(features)
     if base_colors is not None:
         colors = (base_colors + (colors - GREY)).clamp(0.0, 1.0)
     return Styled(colors, displacement, displace(mesh.vertices, normals, displacement))
@@ -92,6 +103,7 @@ class StylizeProblem:
         base = mesh.colors if (cfg.mesh.use_input_colors and mesh.colors is not None) else None
         self.base_colors = None if base is None else base.to(self.device)
         self.background = torch.tensor(cfg.render.background, dtype=torch.float32, device=self.device)
+        self._features: Tensor | None = None
 
     def parameters(self):
         return self.field.parameters()
@@ -101,10 +113,22 @@ class StylizeProblem:
 
     def load_state_dict(self, state: dict) -> None:
         self.field.load_state_dict(state)
+        self._features = None
+
+    def features(self, progress: float) -> Tensor:
+        """The field's input features, computed once when they do not change over training."""
+        if not self.field.features_are_constant:
+            return self.field.encode(self.mesh.vertices, progress)
+        if self._features is None:
+            with torch.no_grad():
+                self._features = self.field.encode(self.mesh.vertices)
+        return self._features
 
     def styled(self, progress: float = 1.0) -> Styled:
         """Evaluate the field on the base mesh (differentiable)."""
-        return style_mesh(self.field, self.mesh, self.normals, base_colors=self.base_colors, progress=progress)
+        return style_mesh(
+            self.field, self.mesh, self.normals, base_colors=self.base_colors, features=self.features(progress)
+        )
 
     def cameras(self, azimuth: Tensor, elevation: Tensor, resolution: int):
         return cameras_from_angles(

@@ -20,9 +20,9 @@ import torch
 import trimesh
 
 from .errors import Text2MeshError
+from .export.pictures import GREY
 from .views import look_at
 
-GREY = (0.7, 0.7, 0.7)  # colour of an uncoloured mesh
 FrameCallback = Callable[[np.ndarray], bool]
 """Called after each drawn frame with its colour buffer [H, W, 3] uint8 (row 0 at the top);
 returning True closes the window."""

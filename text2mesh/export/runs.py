@@ -6,7 +6,6 @@ The glue between :class:`text2mesh.api.StyleResult` and the format-level functio
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ from . import pictures
 from .meshes import export_mesh
 from .pictures import PictureSettings
 from .texture import SurfaceColorFn, field_color_fn, vertex_color_fn
-
-log = logging.getLogger(__name__)
 
 MeshArrays = tuple  # (vertices [V, 3], faces [F, 3], colors [V, 3] or None)
 

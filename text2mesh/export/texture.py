@@ -225,25 +225,3 @@ def bake_texture(
     image = fill_empty(flat.reshape(size, size, 3), covered.reshape(size, size))
     image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     return BakedTexture(vertices[vertex_map], split_faces, uv, vertex_map, image)
-
-
-def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinearly sample a texture at UV coordinates (OBJ convention, clamp to edge).
-
-    Args:
-        image: [N, M, C] texture (any dtype), row 0 at the top.
-        uv: [K, 2] coordinates.
-    Returns:
-        [K, C] float64 samples in the image's units.
-    """
-    height, width = image.shape[:2]
-    x = np.clip(uv[:, 0] * width - 0.5, 0, width - 1)
-    y = np.clip((1.0 - uv[:, 1]) * height - 0.5, 0, height - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), width - 2 if width > 1 else 0)
-    y0 = np.minimum(np.floor(y).astype(np.int64), height - 2 if height > 1 else 0)
-    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    img = image.astype(np.float64)
-    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy

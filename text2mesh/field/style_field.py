@@ -19,7 +19,7 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 def _mlp(in_dim: int, width: int, n_layers: int) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for i in range(n_layers):
-        layers += [nn.Linear(in_dim if i == 0 else width, width), nn.ReLU()]
+        layers += [nn.Linear(in_dim if i == 0 else width, width), nn.ReLU(inplace=True)]
     return layers
 
 
@@ -60,7 +60,7 @@ class StyleField(nn.Module):
             3, cfg.n_frequencies, cfg.sigma, progressive=cfg.progressive, generator=generator
         )
         with _seeded(generator):
-            trunk = [nn.Linear(self.encoding.out_dim, cfg.width), nn.ReLU()]
+            trunk = [nn.Linear(self.encoding.out_dim, cfg.width), nn.ReLU(inplace=True)]
             self.trunk = nn.Sequential(*trunk, *_mlp(cfg.width, cfg.width, cfg.depth))
             self.color_head = nn.Sequential(*_mlp(cfg.width, cfg.width, cfg.head_depth), _zero_linear(cfg.width, 3))
             self.displacement_head = nn.Sequential(
@@ -75,27 +75,53 @@ class StyleField(nn.Module):
         mirrored[:, axis] = xyz[:, axis].abs()
         return mirrored
 
-    def forward(self, xyz: Tensor, progress: float = 1.0) -> tuple[Tensor, Tensor]:
-        """Evaluate the field.
+    def encode(self, xyz: Tensor, progress: float = 1.0) -> Tensor:
+        """Input features: mirrored, standardized, Fourier-encoded positions.
 
         Args:
             xyz: [V, 3] float32 vertex positions (normalized frame).
             progress: training progress in [0, 1] for the progressive encoding.
         Returns:
+            [V, 3 + 2K] features (constant over training unless the encoding is progressive,
+            so callers may compute them once; see :attr:`features_are_constant`).
+        """
+        x = (self._mirror(xyz) - self.input_mean) / self.input_std
+        return self.encoding(x, progress)
+
+    @property
+    def features_are_constant(self) -> bool:
+        """True when :meth:`encode` does not depend on ``progress``."""
+        return not self.cfg.progressive
+
+    def decode(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Colours and displacements from :meth:`encode`'s features.
+
+        Returns:
             colors: [V, 3] in [0, 1] (0.5 grey + tanh/2; constant grey if colours are off).
             displacement: [V] in [-normratio, normratio] (zeros if displacement is off).
         """
-        x = (self._mirror(xyz) - self.input_mean) / self.input_std
-        h = self.trunk(self.encoding(x, progress))
+        h = self.trunk(features)
+        n = features.shape[0]
         if self.cfg.colors:
             colors = 0.5 + 0.5 * torch.tanh(self.color_head(h))
         else:
-            colors = torch.full_like(xyz, 0.5)
+            colors = features.new_full((n, 3), 0.5)
         if self.cfg.displacement:
             displacement = self.cfg.normratio * torch.tanh(self.displacement_head(h)[:, 0])
         else:
-            displacement = xyz.new_zeros(xyz.shape[0])
+            displacement = features.new_zeros(n)
         return colors, displacement
+
+    def forward(self, xyz: Tensor, progress: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Evaluate the field: ``decode(encode(xyz, progress))``.
+
+        Args:
+            xyz: [V, 3] float32 vertex positions (normalized frame).
+            progress: training progress in [0, 1] for the progressive encoding.
+        Returns:
+            colors [V, 3] in [0, 1] and displacement [V] in [-normratio, normratio].
+        """
+        return self.decode(self.encode(xyz, progress))
 
 
 def displace(vertices: Tensor, normals: Tensor, displacement: Tensor) -> Tensor:

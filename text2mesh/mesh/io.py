@@ -171,7 +171,7 @@ def _vertex_colors(part: trimesh.Trimesh, n_vertices: int) -> np.ndarray:
     try:
         visual = part.visual.to_color() if part.visual.kind == "texture" else part.visual
         colors = np.asarray(visual.vertex_colors, dtype=np.uint8)
-    except Exception as error:  # a broken texture must not stop the load; colours are optional
+    except Exception as error:  # noqa: BLE001 - a broken texture must not stop the load; colours are optional
         log.warning("could not read colours of a part (%s); using grey", error)
         return grey
     if colors.shape != (n_vertices, 4):

@@ -256,10 +256,8 @@ def prepare_mesh(
     rotation = euler_rotation(cfg.rotate_degrees) @ up_axis_rotation(cfg.up_axis)
     _check_limits(cfg)
     arrays, name = _read_source(source)
-    report = [
-        f"load: {name}: {len(arrays.vertices)} vertices, {len(arrays.faces)} faces, "
-        f"{'with' if arrays.colors is not None else 'no'} vertex colours"
-    ]
+    colours = "with" if arrays.colors is not None else "no"
+    report = [f"load: {name}: {len(arrays.vertices)} vertices, {len(arrays.faces)} faces, {colours} vertex colours"]
     _check_arrays(arrays, name)
     if cfg.clean:
         arrays, line = _clean(arrays, name)
@@ -521,7 +519,7 @@ def _subdivide(arrays: _Arrays, max_edge: float | None, max_faces: int | None) -
     if max_faces is not None:
         while _estimated_faces(lengths, target) > max_faces and target < longest:
             target *= 1.1
-    max_iter = int(math.ceil(math.log2(longest / target))) + 8
+    max_iter = math.ceil(math.log2(longest / target)) + 8
     values = arrays.vertices if arrays.colors is None else np.hstack([arrays.vertices, arrays.colors])
     try:
         values, faces = trimesh.remesh.subdivide_to_size(values, arrays.faces, max_edge=target, max_iter=max_iter)

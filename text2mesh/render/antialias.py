@@ -135,18 +135,13 @@ def _silhouette_mask(fragments: Fragments, neighbors: Tensor) -> Tensor:
         return mask
     col, row = _screen(clip, (height, width))
     in_front = clip[..., 3] > _MIN_W
-    face_rows = faces.reshape(-1)
-    corner_col = col.index_select(1, face_rows).view(batch, -1, 3)
-    corner_row = row.index_select(1, face_rows).view(batch, -1, 3)
-    # counter-clockwise on screen (rows grow downwards, so the 2D cross product flips sign)
-    ccw = ((corner_col[..., 1] - corner_col[..., 0]) * (corner_row[..., 2] - corner_row[..., 0])
-           - (corner_col[..., 2] - corner_col[..., 0]) * (corner_row[..., 1] - corner_row[..., 0])) < 0
     face, k = torch.nonzero((neighbors > torch.arange(len(faces), device=faces.device)[:, None])
                             | (neighbors < 0), as_tuple=True)
     other = neighbors[face, k]
-    boundary = other < 0
-    flips = ccw.index_select(1, face) != ccw.index_select(1, other.clamp(min=0))
-    silhouette = flips | boundary[None]
+    orientation = fragments.face_orientation
+    own = orientation.index_select(1, face)
+    across = orientation.index_select(1, other.clamp(min=0))
+    silhouette = (own != across) | (own == 0) | (other < 0)[None]
     view, edge = torch.nonzero(silhouette, as_tuple=True)
     start = faces[face[edge], k[edge]]
     end = faces[face[edge], (k[edge] + 1) % 3]

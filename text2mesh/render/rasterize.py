@@ -53,6 +53,8 @@ class Fragments:
         faces: [F, 3] int64 vertex indices of the triangles.
         front_facing: [B, H, W] bool, True where the visible face is counter-clockwise on
             screen (seen from the side its winding's normal points to); False on background.
+        face_orientation: [B, F] int8 per view: 1 counter-clockwise on screen, -1 clockwise,
+            0 unknown (a vertex behind the camera plane) or degenerate.
     """
 
     face_index: Tensor
@@ -64,6 +66,7 @@ class Fragments:
     clip_vertices: Tensor
     faces: Tensor
     front_facing: Tensor
+    face_orientation: Tensor
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -132,7 +135,7 @@ def rasterize(
     batch, num_vertices = clip_vertices.shape[:2]
     height, width = image_size
     with torch.no_grad():
-        keys = _depth_test(clip_vertices.detach(), faces, image_size, max_candidates)
+        keys, orientation = _depth_test(clip_vertices.detach(), faces, image_size, max_candidates)
         pixel_index = torch.nonzero(keys != _EMPTY_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
     pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
@@ -155,6 +158,7 @@ def rasterize(
         clip_vertices=clip_vertices,
         faces=faces,
         front_facing=front_facing.view(batch, height, width),
+        face_orientation=orientation,
     )
 
 
@@ -199,28 +203,30 @@ def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], origin: Tensor)
         so a pixel is covered when e_i >= 0 and -|det| <= zn <= |det|.
     """
     height, width = image_size
-    x = tri[..., 0]
-    y = tri[..., 1]
-    z = tri[..., 2]
-    w = tri[..., 3]
-    j = [1, 2, 0]
-    k = [2, 0, 1]
-    xj, yj, wj = x[:, j], y[:, j], w[:, j]
-    xk, yk, wk = x[:, k], y[:, k], w[:, k]
-    mx = yj * wk - wj * yk  # [T, 3]
-    my = wj * xk - xj * wk
-    mz = xj * yk - yj * xk
-    det = x[:, 0] * mx[:, 0] + y[:, 0] * my[:, 0] + w[:, 0] * mz[:, 0]
-    mx = torch.cat([mx, (z * mx).sum(1, keepdim=True)], dim=1)  # [T, 4]
-    my = torch.cat([my, (z * my).sum(1, keepdim=True)], dim=1)
-    mz = torch.cat([mz, (z * mz).sum(1, keepdim=True)], dim=1)
-    sign = torch.where(det < 0, -1.0, 1.0).to(tri.dtype)[:, None]
-    a = mx * (sign * (2.0 / width))
-    b = my * (sign * (-2.0 / height))
-    col0 = origin[:, 0:1].to(tri.dtype)
-    row0 = origin[:, 1:2].to(tri.dtype)
-    c = (mx * (1.0 / width - 1.0) + my * (1.0 - 1.0 / height) + mz) * sign + a * col0 + b * row0
-    return torch.cat([a, b, c, det.abs()[:, None]], dim=1)
+    x, y, z, w = (tri[:, :, c].unbind(1) for c in range(4))  # each: 3 tensors [T]
+    m = [_cross(x, y, w, (i + 1) % 3, (i + 2) % 3) for i in range(3)]  # (mx, my, mz) per edge
+    det = x[0] * m[0][0] + y[0] * m[0][1] + w[0] * m[0][2]
+    m.append(tuple(z[0] * m[0][c] + z[1] * m[1][c] + z[2] * m[2][c] for c in range(3)))
+    sign = torch.where(det < 0, -1.0, 1.0).to(tri.dtype)
+    sx, sy = sign * (2.0 / width), sign * (-2.0 / height)
+    col0 = origin[:, 0].to(tri.dtype)
+    row0 = origin[:, 1].to(tri.dtype)
+    a = [mx * sx for mx, _, _ in m]
+    b = [my * sy for _, my, _ in m]
+    c = [
+        (mx * (1.0 / width - 1.0) + my * (1.0 - 1.0 / height) + mz) * sign + ai * col0 + bi * row0
+        for (mx, my, mz), ai, bi in zip(m, a, b)
+    ]
+    return torch.stack([*a, *b, *c, det.abs()], dim=1)
+
+
+def _cross(x, y, w, j: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Components of ``p_j x p_k`` with p_i = (x[i], y[i], w[i]) ([T] tensors)."""
+    return (
+        y[j] * w[k] - w[j] * y[k],
+        w[j] * x[k] - x[j] * w[k],
+        x[j] * y[k] - y[j] * x[k],
+    )
 
 
 def _depth_test(
@@ -229,20 +235,23 @@ def _depth_test(
     """Nearest (depth, face) key per pixel.
 
     Returns:
-        [B*H*W] int64 keys ``float32_bits(w) << 32 | face``; ``_EMPTY_KEY`` for background.
+        keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_EMPTY_KEY`` for background.
+        orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
     """
     batch = clip_vertices.shape[0]
     num_faces = faces.shape[0]
     height, width = image_size
     device = clip_vertices.device
     keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
+    orientation = torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
     if num_faces == 0:
-        return keys
+        return keys, orientation
     screen, front = _project_vertices(clip_vertices, image_size)
     faces_per_chunk = max(1, max_candidates // (4 * batch))
     for start in range(0, num_faces, faces_per_chunk):
         chunk = faces[start : start + faces_per_chunk]
-        boxes, counts = _chunk_boxes(clip_vertices, screen, front, chunk, image_size)
+        boxes, counts, chunk_orientation = _chunk_boxes(clip_vertices, screen, front, chunk, image_size)
+        orientation[:, start : start + len(chunk)] = chunk_orientation.view(batch, -1)
         keep = torch.nonzero(counts).squeeze(1)
         if keep.numel() == 0:
             continue
@@ -250,14 +259,11 @@ def _depth_test(
         face = keep - view * chunk.shape[0] + start
         rows = (view[:, None] * clip_vertices.shape[1] + faces.index_select(0, face)).view(-1)
         tri = clip_vertices.reshape(-1, 4).index_select(0, rows).view(-1, 3, 4)
-        boxes, counts = boxes.index_select(0, keep), counts.index_select(0, keep)
+        boxes = boxes.index_select(0, keep)
         floats = _edge_coefficients(tri, image_size, boxes[:, :2])
-        valid = torch.nonzero(floats[:, 12] > 0).squeeze(1)
-        _scan_candidates(
-            keys, floats[valid], boxes[valid], counts[valid], view[valid], face[valid],
-            image_size, max_candidates,
-        )
-    return keys
+        counts = counts.index_select(0, keep) * (floats[:, 12] > 0)  # degenerate: nothing
+        _scan_candidates(keys, floats, boxes, counts, view, face, image_size, max_candidates)
+    return keys, orientation
 
 
 def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -292,6 +298,7 @@ def _chunk_boxes(
     Returns:
         boxes: [B*Fc, 4] int64 (col0, row0, n_cols, n_rows), view-major.
         counts: [B*Fc] int64 number of pixels in each box.
+        orientation: [B*Fc] int8, 1/-1 counter-clockwise/clockwise on screen, 0 unknown.
     """
     height, width = image_size
     batch = screen.shape[0]
@@ -300,6 +307,10 @@ def _chunk_boxes(
     lo, hi = corners.aminmax(dim=1)
     corner_front = front.index_select(1, flat_chunk).view(-1, 3)
     all_front = corner_front.all(1)
+    edge1 = corners[:, 1] - corners[:, 0]
+    edge2 = corners[:, 2] - corners[:, 0]
+    area = edge1[:, 1] * edge2[:, 0] - edge1[:, 0] * edge2[:, 1]  # > 0: ccw (rows go down)
+    orientation = (torch.sign(area) * all_front).to(torch.int8)
     partial = torch.nonzero(corner_front.any(1) & ~all_front).squeeze(1)
     if partial.numel():
         view = torch.div(partial, chunk.shape[0], rounding_mode="floor")
@@ -312,7 +323,7 @@ def _chunk_boxes(
     extent = (last - first + 1).clamp(min=0)
     counts = extent[:, 0] * extent[:, 1]
     counts = torch.where(all_front | corner_front.any(1), counts, torch.zeros_like(counts))
-    return torch.cat([first, extent], dim=1), counts
+    return torch.cat([first, extent], dim=1), counts, orientation
 
 
 def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -355,8 +366,8 @@ def _scan_candidates(
 
     Args:
         keys: [B*H*W] int64 running minimum keys.
-        floats: [T, 13] from :func:`_edge_coefficients` (|det| > 0), boxes: [T, 4],
-            counts: [T] > 0 pixels per box, view: [T], face: [T].
+        floats: [T, 13] from :func:`_edge_coefficients`, boxes: [T, 4],
+            counts: [T] >= 0 pixels to scan per box, view: [T], face: [T].
     """
     height, width = image_size
     ends = torch.cumsum(counts, 0)
