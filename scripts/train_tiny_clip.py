@@ -36,7 +36,7 @@ from text2mesh.guidance.synthetic import (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=500, help="optimizer steps")
+    parser.add_argument("--steps", type=int, default=800, help="optimizer steps")
     parser.add_argument("--batch", type=int, default=128, help="image/caption pairs per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     parser.add_argument("--warmup", type=int, default=30, help="linear warm-up steps")

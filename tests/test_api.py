@@ -92,3 +92,23 @@ def test_main_prompt_with_a_colon_keeps_weight_one():
     cfg = with_prompts(tiny_config(), "a ratio of 3:2", ["red:0.5"])
     targets = check_targets(cfg)
     assert [(t.value, t.weight) for t in targets] == [("a ratio of 3:2", 1.0), ("red", 0.5)]
+
+
+def test_presets_load_and_demos_carry_their_prompts():
+    from text2mesh.config import list_presets, load_config
+
+    names = set(list_presets())
+    assert {"default", "draft", "candle", "horse", "lamp", "vase", "person", "shoe", "alien"} <= names
+    candle, person, draft = load_config("candle"), load_config("person"), load_config("draft")
+    assert candle.prompts == ["an image of a candle made of colorful crochet"] and candle.optim.seed == 102
+    assert person.field.sigma == 12 and person.field.symmetry and person.guidance.local_crop == [0.1, 0.4]
+    assert draft.optim.iters < load_config("default").optim.iters
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none on this machine")
+def test_cuda_run_is_reproducible(mesh_path):
+    clip = tiny_clip().to("cuda")
+    cfg = tiny_config(iters=3, device="cuda")
+    a = text2mesh.stylize(mesh_path, "stripes", cfg, clip=clip)
+    b = text2mesh.stylize(mesh_path, "stripes", cfg, clip=clip)
+    assert a.losses == pytest.approx(b.losses, abs=1e-5) and (a.colors - 0.5).abs().max() > 1e-3

@@ -214,3 +214,14 @@ def test_interrupted_run_resumes_to_the_same_picture(clip, tmp_path, monkeypatch
     resumed = imagine(None, output_dir=tmp_path / "stopped", resume=True, clip=clip)
     assert len(resumed.losses) == 6
     assert torch.allclose(resumed.image, straight.image, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none on this machine")
+@pytest.mark.parametrize("generator", ["field", "pixels", "strokes"])
+def test_imagine_runs_on_cuda(generator):
+    cfg = small_config(generator, iters=3)
+    cfg.optim.device = "cuda"
+    result = imagine("a red image", cfg, clip=random_clip("text2mesh-tiny", seed=0))
+    assert result.image.device.type == "cpu" and torch.isfinite(result.image).all()
+    assert next(result.canvas.parameters()).device.type == "cpu"

@@ -76,7 +76,8 @@ def test_every_calls_on_schedule_and_at_end():
     assert calls == [10, 20, 25]
 
 
-def test_sigint_finishes_the_step_saves_and_raises_interrupted():
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_finishes_the_step_saves_and_raises_interrupted(signum):
     events = []
 
     class Saver(Callback):
@@ -85,14 +86,14 @@ def test_sigint_finishes_the_step_saves_and_raises_interrupted():
 
     def send_signal(step):
         if step == 4:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
     loop = Loop(Quadratic(on_loss=send_signal), cfg())
-    previous = signal.getsignal(signal.SIGINT)
-    with pytest.raises(Interrupted, match="SIGINT after iteration 5 of 30"):
+    previous = signal.getsignal(signum)
+    with pytest.raises(Interrupted, match=f"{signal.Signals(signum).name} after iteration 5 of 30"):
         loop.run([Saver()])
     assert events == [("saved", 5)] and loop.step == 5
-    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    assert signal.getsignal(signum) is previous  # handler restored
 
 
 def test_progress_bar_shows_loss_and_eta_and_quiet_prints_nothing(capsys):

@@ -98,7 +98,7 @@ def test_red_prompt_makes_the_mesh_red_and_blue_prompt_blue(tiny, red):
 def test_negative_prompt_gives_less_red(tiny):
     plain = _stylize(tiny, "an object")
     negative = _stylize(tiny, "an object", prompts=["red:-1"])
-    assert _redness(_mean_colour(negative)) < _redness(_mean_colour(plain)) - 0.1
+    assert _redness(_mean_colour(negative)) < _redness(_mean_colour(plain)) - 0.05
 
 
 def test_stripes_prompt_gives_more_high_frequency_colour_than_plain(tiny):

@@ -29,6 +29,15 @@ from text2mesh.views import Cameras, cameras_from_angles
 # ----------------------------------------------------------------------------- helpers
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small renders are fastest on one thread, and the machine's cores are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def dump(name: str, **images: np.ndarray) -> None:
     """Save images ([H, W], [H, W, 3] or [3, H, W], values in [0, 1] or ids) when asked to."""
     folder = os.environ.get("TEXT2MESH_TEST_DUMP")

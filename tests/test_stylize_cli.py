@@ -107,18 +107,20 @@ def test_missing_clip_weights_offline_fail_fast_with_the_ways_out(files, capsys,
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     start = time.monotonic()
     code, _, err = run_cli(["stylize", str(files["mesh"]), "a vase", "-o", str(tmp_path / "o"),
-                            "--clip-model", "ViT-B-32", "--clip-pretrained", "openai"], capsys)
+                            "--iters", "1", "--clip-model", "ViT-B-32", "--clip-pretrained", "openai"], capsys)
     elapsed = time.monotonic() - start
     assert code == 1 and err.count("\n") == 1
     assert "ViT-B-32" in err and "openai" in err and "--clip-checkpoint" in err
     assert elapsed < 10, f"took {elapsed:.1f} s"
 
 
-def test_resume_continues_to_the_new_iteration_count(files, capsys, tmp_path):
-    out = tmp_path / "run"
-    code, _, err = run_cli(["stylize", str(files["mesh"]), "stripes", "-o", str(out), "--iters", "2", "--quiet",
-                            *tiny_args(files)], capsys)
+def test_default_folder_then_resume_continues_to_the_new_iteration_count(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out_text, err = run_cli(["stylize", str(files["mesh"]), "Red Stripes!", "--iters", "2",
+                                   *tiny_args(files)], capsys)
     assert code == 0, err
+    (out,) = (tmp_path / "runs").iterdir()
+    assert out.name.startswith("blob-red-stripes-") and str(out) in out_text
     first = read_losses(out / "loss.csv")
     code, _, err = run_cli(["stylize", "--resume", str(out), "--iters", "4", "--quiet"], capsys)
     assert code == 0, err

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FIELD_SEED_OFFSET = 0
 LOOP_SEED_OFFSET = 1_000_003
+CPU_ITERS_HINT = 300  # above this many CPU iterations, suggest the draft preset
 
 
 @dataclass
@@ -226,10 +227,11 @@ class _RunWriter(Callback):
     def snapshot(self, loop: Loop) -> None:
         from .export import pictures
 
-        styled = self.session.problem.styled(1.0)
+        with torch.no_grad():
+            styled = self.session.problem.styled(1.0)
         settings = pictures.PictureSettings(size=256, device=str(self.session.device))
-        grid = pictures.view_grid(styled.vertices.detach(), self.session.problem.mesh.faces,
-                                  styled.colors.detach(), n_views=4, columns=4, settings=settings)
+        grid = pictures.view_grid(styled.vertices, self.session.problem.mesh.faces, styled.colors,
+                                  n_views=4, columns=4, settings=settings)
         pictures.save_png(pictures.caption(grid, f"iteration {loop.step}"),
                           self.run.renders / f"progress_{loop.step:05d}.png")
 
@@ -335,6 +337,8 @@ def stylize(
     cfg = with_prompts(config if config is not None else load_config("default"), prompt, prompts, image_prompts, negatives)
     check_targets(cfg)  # cheap checks first: prompts, device, output folder, then CLIP and the mesh
     device = resolve_device(cfg.optim.device)
+    if device.type == "cpu" and cfg.optim.iters > CPU_ITERS_HINT:
+        log.warning("%d iterations on the CPU take a long time; --preset draft is sized for CPUs", cfg.optim.iters)
     if output_dir is not None:
         RunFolder.check_new(output_dir, overwrite=overwrite)
     if clip is None:

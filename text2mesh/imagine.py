@@ -582,8 +582,8 @@ def vary(
     Each variation k adds Gaussian noise of ``strength`` times each parameter tensor's spread
     (seeded by ``seed + k``) and then runs ``iters`` more iterations of the same objective
     (default: ``round(strength * parent iterations)``, at most the parent's count) with a fresh
-    optimizer at the configured learning rate and the parent's final (small) cutout sizes.
-    Strength 0 (with the default ``iters``) reproduces the parent exactly.
+    optimizer at ``strength`` times the parent's learning rate (at most 1 times) and the
+    parent's final cutout sizes. Strength 0 reproduces the parent exactly.
 
     Args:
         run_dir: a folder written by ``imagine``.
@@ -621,6 +621,7 @@ def vary(
         cfg.optim.iters = extra
         cfg.optim.seed = parent_cfg.optim.seed + seed + k + 1
         cfg.imagine.cutout_start = list(cfg.imagine.cutout_end)
+        cfg.imagine.lr = _optim(parent_cfg).lr * min(strength, 1.0)
         run = RunFolder.create(root.path / f"variation-{k}", overwrite=overwrite)
         save_config(cfg, run.config)
         if extra == 0:

@@ -7,8 +7,9 @@ a random perspective, on a random background, sometimes shaded like a lit 3D sur
 ``torch.Generator``, so a seed fixes the data exactly.
 
 Captions come from several templates and name some of the attributes ("a red object",
-"something blue with stripes", "red and white stripes"); :func:`caption_matches` says which
-captions are true of which images, so a contrastive loss does not punish correct pairs.
+"something blue with stripes", "red and white stripes"; "an object" names none and is true of
+every image); :func:`caption_matches` says which captions are true of which images, so a
+contrastive loss does not punish correct pairs.
 """
 
 from __future__ import annotations
@@ -220,6 +221,7 @@ def _caption(colour: int, second: int, pattern: int, r: list[float]) -> tuple[st
             (f"{_a(c1)} {noun} with no pattern", colour, -1, 0),
             (c1, colour, -1, -1),
             (_a(f"{_pick(PATTERN_ADJECTIVES['plain'], r[2])} {noun}"), -1, -1, 0),
+            (_a(noun), -1, -1, -1),
         ]
     else:
         c2 = COLOUR_NAMES[second]
@@ -234,6 +236,7 @@ def _caption(colour: int, second: int, pattern: int, r: list[float]) -> tuple[st
             (f"{_a(noun)} with {pnoun}", -1, -1, pattern),
             (_a(f"{adj} {noun}"), -1, -1, pattern),
             (pnoun, -1, -1, pattern),
+            (_a(noun), -1, -1, -1),
         ]
     return templates[min(int(r[0] * len(templates)), len(templates) - 1)]
 

@@ -24,6 +24,7 @@ Method (vectorized, no Python loop over faces or pixels):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ DEFAULT_MAX_CANDIDATES = 1 << 21
 class Fragments:
     """What :func:`rasterize` found, per pixel; row 0 is the top of the image.
 
-    Attributes:
+    Attributes (``bary`` and ``depth`` are computed from the packed fields on first use):
         face_index: [B, H, W] int64, index of the visible face, -1 for background.
         bary: [B, H, W, 3] float, perspective-correct barycentrics of the visible face
             (0 for background); differentiable wrt ``clip_vertices``.
@@ -48,7 +49,8 @@ class Fragments:
             the clip-space w) of the visible point; 0 for background. Differentiable.
         pixel_index: [N] int64, flat indices into B*H*W of the N covered pixels (ascending).
         pixel_face: [N] int64, visible face of each covered pixel.
-        pixel_bary: [N, 3] float, barycentrics of each covered pixel (packed form of ``bary``).
+        pixel_bary: [N, 3] float, barycentrics of each covered pixel (packed ``bary``).
+        pixel_depth: [N] float, view depth of each covered pixel (packed ``depth``).
         clip_vertices: [B, V, 4] the rasterized clip-space vertices (used by antialiasing).
         faces: [F, 3] int64 vertex indices of the triangles.
         front_facing: [B, H, W] bool, True where the visible face is counter-clockwise on
@@ -58,15 +60,29 @@ class Fragments:
     """
 
     face_index: Tensor
-    bary: Tensor
-    depth: Tensor
     pixel_index: Tensor
     pixel_face: Tensor
     pixel_bary: Tensor
+    pixel_depth: Tensor
     clip_vertices: Tensor
     faces: Tensor
     front_facing: Tensor
     face_orientation: Tensor
+
+    @cached_property
+    def bary(self) -> Tensor:
+        return self._dense(self.pixel_bary)
+
+    @cached_property
+    def depth(self) -> Tensor:
+        return self._dense(self.pixel_depth[:, None])[..., 0]
+
+    def _dense(self, values: Tensor) -> Tensor:
+        """[N, C] packed values -> [B, H, W, C] with zeros on background (differentiable)."""
+        height, width = self.image_size
+        out = values.new_zeros(self.batch_size * height * width, values.shape[1])
+        out = out.index_put((self.pixel_index,), values)
+        return out.view(self.batch_size, height, width, values.shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -146,15 +162,12 @@ def rasterize(
     face_index[pixel_index] = pixel_face
     front_facing = torch.zeros(num_pixels, dtype=torch.bool, device=faces.device)
     front_facing[pixel_index] = pixel_front
-    bary = _scatter_rows(pixel_bary, pixel_index, num_pixels).view(batch, height, width, 3)
-    depth = _scatter_rows(pixel_depth[:, None], pixel_index, num_pixels).view(batch, height, width)
     return Fragments(
         face_index=face_index.view(batch, height, width),
-        bary=bary,
-        depth=depth,
         pixel_index=pixel_index,
         pixel_face=pixel_face,
         pixel_bary=pixel_bary,
+        pixel_depth=pixel_depth,
         clip_vertices=clip_vertices,
         faces=faces,
         front_facing=front_facing.view(batch, height, width),
@@ -182,12 +195,6 @@ def _check_inputs(
     if clip_vertices.dtype in (torch.float16, torch.bfloat16):
         clip_vertices = clip_vertices.float()
     return clip_vertices, faces, (height, width)
-
-
-def _scatter_rows(values: Tensor, index: Tensor, num_rows: int) -> Tensor:
-    """[N, C] values placed at rows ``index`` of a zero [num_rows, C] tensor (differentiable)."""
-    out = values.new_zeros(num_rows, values.shape[1])
-    return out.index_put((index,), values)
 
 
 def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], origin: Tensor) -> Tensor:
