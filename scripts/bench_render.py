@@ -110,6 +110,22 @@ def make_clip_step(device):
     return forward_backward
 
 
+def write_colored_ply(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray):
+    """Binary PLY with float vertex colours (read by Mitsuba as the ``vertex_color`` attribute)."""
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertices)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property float r\nproperty float g\nproperty float b\n"
+        f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    vertex_data = np.concatenate([vertices, colors], axis=1).astype("<f4")
+    face_data = np.empty(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    face_data["n"] = 3
+    face_data["v"] = faces
+    path.write_bytes(header.encode() + vertex_data.tobytes() + face_data.tobytes())
+
+
 def make_mitsuba_step(vertices, faces, cameras, threads):
     """Mitsuba prb forward+backward, or a string saying why it cannot run."""
     os.environ.setdefault("DRJIT_LIBLLVM_PATH", LLVM)
@@ -122,15 +138,12 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
         mi.set_variant("llvm_ad_rgb")
     except Exception as exc:  # noqa: BLE001 - report why the peer cannot run
         return f"mitsuba's LLVM backend is unavailable ({type(exc).__name__}: {exc}); install libllvm19"
-    import trimesh
-
     dr.set_thread_count(threads)
     gen = np.random.default_rng(0)
-    colors = (gen.random((len(vertices), 3)) * 255).astype(np.uint8)
+    colors = gen.random((len(vertices), 3)).astype(np.float32)
     folder = Path(tempfile.mkdtemp(prefix="bench_render_"))
     ply = folder / "mesh.ply"
-    mesh = trimesh.Trimesh(vertices, faces, vertex_colors=colors, process=False)
-    ply.write_bytes(trimesh.exchange.ply.export_ply(mesh, encoding="binary"))
+    write_colored_ply(ply, vertices, faces, colors)
     scene = {"type": "scene", "integrator": {"type": "prb", "max_depth": 1}}
     eye = cameras.eye.cpu().double().numpy()
     height, width = cameras.image_size
@@ -186,12 +199,16 @@ def timed(fn) -> float:
 def largest_mesh_within(budget_bytes: int, device: str, threads: int) -> int:
     """Largest face count (of sphere meshes) whose 5-view 224^2 render+backward fits the budget."""
     best = 0
-    for faces in (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000):
-        used = subprocess.run(
-            [sys.executable, __file__, "--memory-probe", str(faces), "--device", device,
-             "--threads", str(threads)],
-            capture_output=True, text=True, cwd=ROOT,
-        )
+    for faces in (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 6_000_000, 8_000_000,
+                  12_000_000, 16_000_000):
+        try:
+            used = subprocess.run(
+                [sys.executable, __file__, "--memory-probe", str(faces), "--device", device,
+                 "--threads", str(threads)],
+                capture_output=True, text=True, cwd=ROOT, timeout=600,
+            )
+        except subprocess.TimeoutExpired:
+            break
         if used.returncode != 0:
             break
         extra = int(used.stdout.split()[-1])
@@ -219,10 +236,20 @@ def sphere_mesh(num_faces: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vertices, faces
 
 
-def memory_probe(num_faces: int, device: str, threads: int) -> int:
-    """Extra peak memory (bytes) of one 5-view render + backward of a sphere of num_faces."""
-    import resource
+def _proc_status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (e.g. VmRSS, VmHWM), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
+
+def memory_probe(num_faces: int, device: str, threads: int) -> int:
+    """Extra peak memory (bytes) of one 5-view render + backward of a sphere of num_faces.
+
+    On CPU: peak resident memory during the render (VmHWM, reset just before it through
+    /proc/self/clear_refs) minus the resident memory before it. On CUDA: peak allocated.
+    """
     from text2mesh.render import Renderer
 
     torch.set_num_threads(threads)
@@ -238,13 +265,14 @@ def memory_probe(num_faces: int, device: str, threads: int) -> int:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = _proc_status_bytes("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
     out = renderer.render(vertices + offset, faces, cameras, colors)
     out.images.mean().backward()
     if device == "cuda":
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return _proc_status_bytes("VmHWM") - base
 
 
 def main(argv: list[str] | None = None) -> None:

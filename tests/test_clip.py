@@ -144,11 +144,14 @@ def test_name_and_tag_load_from_the_hf_cache_without_network(
 ):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
-    _register_tag(monkeypatch, fake_model_name, "fake", {"hf_hub": "t2m-test/fake-tiny/", "mean": mean, "std": std})
+    cfg = {"hf_hub": "t2m-test/fake-tiny/", "mean": mean, "std": std, "quick_gelu": True}
+    _register_tag(monkeypatch, fake_model_name, "fake", cfg)
     _fill_hf_cache(tmp_path, "t2m-test/fake-tiny", "open_clip_pytorch_model.bin", tiny_state_file)
     loaded = load_clip(fake_model_name, pretrained="fake", cache_dir=str(tmp_path))
     assert _same_weights(loaded.model, tiny_random.model)
     assert loaded.mean == mean and loaded.std == std  # the tag's normalization, read from the model
+    quick_gelu = import_open_clip().transformer.QuickGELU
+    assert any(isinstance(m, quick_gelu) for m in loaded.model.modules())  # the activation the tag was trained with
 
 
 def test_name_and_tag_load_from_the_url_cache(monkeypatch, tmp_path, fake_model_name, tiny_state_file, tiny_random):

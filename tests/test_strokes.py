@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from text2mesh.strokes import Strokes, bezier_points, random_strokes, render_strokes, stroke_coverage
+from text2mesh.strokes import Strokes, bezier_points, composite_over, random_strokes, render_strokes, stroke_coverage
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -18,9 +18,9 @@ def one_thread():
 def one_stroke(points, width=0.1, color=(1.0, 0.0, 0.0), opacity=1.0, grad=False) -> Strokes:
     tensors = [
         torch.tensor([points], dtype=torch.float32),
-        torch.tensor([width]),
-        torch.tensor([color]),
-        torch.tensor([opacity]),
+        torch.tensor([width], dtype=torch.float32),
+        torch.tensor([color], dtype=torch.float32),
+        torch.tensor([opacity], dtype=torch.float32),
     ]
     return Strokes(*(t.requires_grad_(grad) for t in tensors))
 
@@ -93,3 +93,22 @@ def test_non_square_pictures_keep_round_brushes_round():
     height = int(dark.any(dim=1).sum())
     width = int(dark.any(dim=0).sum())
     assert abs(height - width) <= 1 and abs(height - 20) <= 1
+
+
+def test_closed_form_compositing_equals_painting_layer_by_layer_with_gradients():
+    g = torch.Generator().manual_seed(2)
+    alpha = torch.rand(6, 5, 7, generator=g)
+    alpha[2, 1, 1] = 1.0  # fully opaque spots: products with exact zeros
+    alpha[4, 2, 3] = 1.0
+    alpha.requires_grad_()
+    colors = torch.rand(6, 3, generator=g, requires_grad=True)
+    background = torch.rand(3, 5, 7, generator=g, requires_grad=True)
+    layered = background
+    for a, c in zip(alpha, colors):
+        layered = layered * (1 - a) + c[:, None, None] * a
+    closed = composite_over(alpha, colors, background)
+    assert torch.allclose(closed, layered, atol=1e-6)
+    weights = torch.rand(3, 5, 7, generator=g)
+    for x, y in zip(torch.autograd.grad((closed * weights).sum(), [alpha, colors, background]),
+                    torch.autograd.grad((layered * weights).sum(), [alpha, colors, background])):
+        assert torch.allclose(x, y, atol=1e-5)

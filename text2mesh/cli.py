@@ -241,7 +241,7 @@ def imagine_command(prompt, output, iters, size, generator, seed, preset, config
 @click.option("--strength", type=click.FloatRange(min=0), default=0.3, show_default=True, help="How far from the parent (0: the parent itself).")
 @click.option("-n", "n", type=click.IntRange(min=1), default=4, show_default=True, help="Number of variations.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the variations (default: RUN_DIR/variations).")
-@click.option("--iters", type=click.IntRange(min=0), help="Iterations after the perturbation (default: strength x the parent's).")
+@click.option("--iters", type=click.IntRange(min=0), help="Iterations after the perturbation (default: strength x a quarter of the parent's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the perturbations.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Where to run (default: the parent's).")
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")

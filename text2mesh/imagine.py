@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .canvas import Canvas, CanvasScene, FieldCanvas, PixelCanvas, StrokeCanvas, canvas_scene
+from .canvas import Canvas, CanvasScene, FieldCanvas, PixelCanvas, StrokeCanvas, canvas_scene, resize_image
 from .config import Config, OptimConfig, load_config, save_config
 from .cutouts import CutoutSchedule, make_cutouts
 from .errors import ConfigError, ImageError, Interrupted, RunFolderError
@@ -67,6 +67,7 @@ CONTACT_SHEET = "contact_sheet.png"
 PREVIEW_SIDE = 256  # shorter side of progress / animation frames
 MAX_SIDE = 8192
 MAX_STROKE_FRAMES = 96
+VARY_ITERS = 0.25  # vary's default continuation: this x strength x the parent's iterations
 
 
 @dataclass
@@ -262,8 +263,6 @@ def _init_tensor(cfg: Config) -> Tensor | None:
     """The init image resized to the output size (canvases resize it further), or None."""
     if cfg.imagine.init_image is None:
         return None
-    from .canvas import resize_image
-
     return resize_image(load_picture(cfg.imagine.init_image), output_size(cfg))
 
 
@@ -343,7 +342,9 @@ class _RunWriter(Callback):
         ]
 
     def on_start(self, loop: Loop) -> None:
-        if loop.step == 0:
+        if loop.step == 0:  # a fresh run: drop frames an earlier run left here (--overwrite)
+            for old in self.run.renders.glob("progress_*.png"):
+                old.unlink()
             self.frame(loop)
 
 
@@ -382,7 +383,6 @@ def stroke_frames(canvas: StrokeCanvas, cfg: Config) -> list[np.ndarray]:
 
 def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> ImageResult:
     callbacks: list[Callback] = [ProgressBar(disable=not progress, desc="imagine")]
-    writer = None
     if run is not None:
         writer = _RunWriter(session, run)
         callbacks += writer.callbacks()
@@ -523,7 +523,6 @@ def contact_sheet(images: Sequence[Tensor], labels: Sequence[str] = (), columns:
     Returns:
         [rows * h, columns * w, 3] uint8 with every picture resized to the first one's preview size.
     """
-    from .canvas import resize_image
     from .export.pictures import caption, tile
 
     size = _preview_size(tuple(images[0].shape[-2:]))
@@ -581,7 +580,7 @@ def vary(
 
     Each variation k adds Gaussian noise of ``strength`` times each parameter tensor's spread
     (seeded by ``seed + k``) and then runs ``iters`` more iterations of the same objective
-    (default: ``round(strength * parent iterations)``, at most the parent's count) with a fresh
+    (default: a quarter of ``strength`` times the parent's iterations) with a fresh
     optimizer at ``strength`` times the parent's learning rate (at most 1 times) and the
     parent's final cutout sizes. Strength 0 reproduces the parent exactly.
 
@@ -608,7 +607,7 @@ def vary(
         parent_cfg.optim.device = device
     state = _image_checkpoint(parent_run)
     canvas_state = state["loop"]["problem"]
-    extra = iters if iters is not None else round(min(strength, 1.0) * parent_cfg.optim.iters)
+    extra = iters if iters is not None else round(min(strength, 1.0) * parent_cfg.optim.iters * VARY_ITERS)
     if extra < 0:
         raise ConfigError(f"--iters must be >= 0, got {extra}")
     root = RunFolder.create(

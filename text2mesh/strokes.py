@@ -25,7 +25,7 @@ from torch import Tensor
 
 EDGE_SLOPE = 4.0  # sigmoid steepness across a brush edge, per softness pixel
 
-__all__ = ["Strokes", "bezier_points", "random_strokes", "stroke_coverage", "render_strokes"]
+__all__ = ["Strokes", "bezier_points", "composite_over", "random_strokes", "stroke_coverage", "render_strokes"]
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,24 @@ def render_strokes(
         return canvas.clone()
     alpha = stroke_coverage(strokes, image_size, segments=segments, softness=softness)
     alpha = alpha * strokes.opacities[:, None, None]  # [N, H, W]
-    for i in range(len(strokes)):
-        a = alpha[i][None]
-        canvas = canvas * (1.0 - a) + strokes.colors[i][:, None, None] * a
-    return canvas
+    return composite_over(alpha, strokes.colors.to(dtype), canvas)
+
+
+def composite_over(alpha: Tensor, colors: Tensor, background: Tensor) -> Tensor:
+    """Layers painted in order (layer 0 first) with the "over" operator, in closed form.
+
+    ``result = background * prod_j (1 - a_j) + sum_i c_i a_i prod_{j > i} (1 - a_j)``, the
+    products taken with one reversed cumulative product instead of a loop over layers.
+
+    Args:
+        alpha: [N, H, W] layer opacities in [0, 1].
+        colors: [N, 3] layer colours.
+        background: [3, H, W].
+    Returns:
+        [3, H, W].
+    """
+    keep = 1.0 - alpha  # [N, H, W]
+    # after[i] = prod_{j > i} keep[j]: exclusive reversed cumulative product
+    after = torch.cumprod(torch.cat([torch.ones_like(keep[:1]), keep.flip(0)[:-1]]), dim=0).flip(0)
+    painted = torch.einsum("nhw,nc->chw", alpha * after, colors)
+    return background * (after[0] * keep[0]) + painted

@@ -188,17 +188,3 @@ class StylizeProblem:
         cameras = self.cameras(azimuth, elevation, self.cfg.render.resolution)
         images = self.render_passes(styled, cameras, grey=self.uses_geometry)
         return self.objective(self.terms(images, generator))
-
-    @torch.no_grad()
-    def render_orbit(self, n_views: int, resolution: int, *, elevation: float = 0.3, styled: bool = True) -> Tensor:
-        """Pictures from evenly spaced angles starting at the front view centre.
-
-        Returns:
-            [n_views, 3, H, W] float in [0, 1] (styled mesh, or the plain grey base mesh).
-        """
-        if styled:
-            s = self.styled(1.0)
-        else:
-            s = Styled(torch.full_like(self.mesh.vertices, GREY), torch.zeros_like(self.mesh.vertices[:, 0]), self.mesh.vertices)
-        azimuth, elev = orbit_views(n_views, elevation, self.cfg.views.center_azimuth, device=self.device)
-        return self.render_passes(s, self.cameras(azimuth, elev, resolution), grey=False)[0].clamp(0, 1)

@@ -161,6 +161,7 @@ class ClipModel:
 class _Weights:
     path: str | None  # a local file, or None when it must be downloaded
     preprocess: dict  # the tag's mean/std/interpolation/resize_mode overrides
+    quick_gelu: bool = False  # the tag was trained with QuickGELU (e.g. OpenAI's weights)
 
 
 def _env_offline() -> bool:
@@ -255,15 +256,16 @@ def _resolve_weights(name: str, pretrained: str | None, checkpoint: str | os.Pat
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
         raise ClipError(f"unknown pretrained tag {pretrained!r} for CLIP {name}; known tags: {tags}")
     preprocess = {k: pretrained_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pretrained_cfg}
+    quick_gelu = bool(pretrained_cfg.get("quick_gelu", False))
     cached = _cached_weights(pretrained_cfg, cache_dir)
     if cached:
-        return _Weights(cached, preprocess)
+        return _Weights(cached, preprocess, quick_gelu)
     if _env_offline():
         raise ClipError(_offline_message(name, pretrained, "HF_HUB_OFFLINE is set"))
     host = _download_host(pretrained_cfg)
     if not _reachable(host):
         raise ClipError(_offline_message(name, pretrained, f"{host} cannot be reached"))
-    return _Weights(None, preprocess)
+    return _Weights(None, preprocess, quick_gelu)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -301,6 +303,7 @@ def load_clip(
             device=device,
             cache_dir=cache_dir,
             force_preprocess_cfg=weights.preprocess or None,
+            force_quick_gelu=weights.quick_gelu,
             require_pretrained=True,
         )
     except Exception as exc:  # torch.load / load_state_dict fail with many types for a bad file

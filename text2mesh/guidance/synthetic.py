@@ -87,12 +87,16 @@ def _labels(n: int, g: torch.Generator, plain_fraction: float) -> tuple[torch.Te
 
 
 def _colour_values(index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Jittered RGB [n,3] for colour indices [n] (-1 -> any value; it is never used)."""
+    """Jittered, sometimes washed-out RGB [n,3] for colour indices [n] (-1 -> any value; unused)."""
     table = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
     rgb = table[index.clamp(min=0)]
     gain = _uniform(len(index), 0.85, 1.1, g)[:, None]
     noise = (torch.rand(len(index), 3, generator=g) - 0.5) * 0.12
-    return (rgb * gain + noise).clamp(0.0, 1.0)
+    rgb = (rgb * gain + noise).clamp(0.0, 1.0)
+    # half of the colours washed out toward their grey (up to 55%): a little red is still red,
+    # so similarity to a colour word rises steadily from grey toward the colour
+    washed = (torch.rand(len(index), 1, generator=g) < 0.5) * _uniform(len(index), 0.0, 0.55, g)[:, None]
+    return rgb + washed * (rgb.mean(dim=1, keepdim=True) - rgb)
 
 
 def _perspective_grid(n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

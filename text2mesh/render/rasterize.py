@@ -197,34 +197,36 @@ def _check_inputs(
     return clip_vertices, faces, (height, width)
 
 
-def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], origin: Tensor) -> Tensor:
+def _edge_coefficients(
+    tri: Tensor, image_size: tuple[int, int], col0: Tensor, row0: Tensor
+) -> Tensor:
     """Edge functions of triangles relative to their pixel boxes, packed for scanning.
 
     Args:
-        tri: [T, 3, 4] clip-space triangles.
-        origin: [T, 2] int64 (col0, row0) of each triangle's pixel box.
+        tri: [4, 3, T] clip-space triangles, component-major (x, y, z, w rows; corners).
+        col0, row0: [T] int64 origin of each triangle's pixel box.
     Returns:
-        [T, 13]: columns 0-3, 4-7, 8-11 are a, b, c of the four functions e_0, e_1, e_2 and
+        [13, T]: rows 0-3, 4-7, 8-11 are a, b, c of the four functions e_0, e_1, e_2 and
         zn (the NDC-depth numerator), each ``a * col_in + b * row_in + c`` at the pixel
-        (row0 + row_in, col0 + col_in); column 12 is |det|. Signs are flipped where det < 0,
+        (row0 + row_in, col0 + col_in); row 12 is |det|. Signs are flipped where det < 0,
         so a pixel is covered when e_i >= 0 and -|det| <= zn <= |det|.
     """
     height, width = image_size
-    x, y, z, w = (tri[:, :, c].unbind(1) for c in range(4))  # each: 3 tensors [T]
+    x, y, z, w = tri.unbind(0)  # each [3, T]; x[i] is corner i
     m = [_cross(x, y, w, (i + 1) % 3, (i + 2) % 3) for i in range(3)]  # (mx, my, mz) per edge
     det = x[0] * m[0][0] + y[0] * m[0][1] + w[0] * m[0][2]
     m.append(tuple(z[0] * m[0][c] + z[1] * m[1][c] + z[2] * m[2][c] for c in range(3)))
     sign = torch.where(det < 0, -1.0, 1.0).to(tri.dtype)
     sx, sy = sign * (2.0 / width), sign * (-2.0 / height)
-    col0 = origin[:, 0].to(tri.dtype)
-    row0 = origin[:, 1].to(tri.dtype)
+    col0 = col0.to(tri.dtype)
+    row0 = row0.to(tri.dtype)
     a = [mx * sx for mx, _, _ in m]
     b = [my * sy for _, my, _ in m]
     c = [
         (mx * (1.0 / width - 1.0) + my * (1.0 - 1.0 / height) + mz) * sign + ai * col0 + bi * row0
         for (mx, my, mz), ai, bi in zip(m, a, b)
     ]
-    return torch.stack([*a, *b, *c, det.abs()], dim=1)
+    return torch.stack([*a, *b, *c, det.abs()])
 
 
 def _cross(x, y, w, j: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -253,11 +255,32 @@ def _depth_test(
     orientation = torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
     if num_faces == 0:
         return keys, orientation
-    screen, front = _project_vertices(clip_vertices, image_size)
+    projected = _project_vertices(clip_vertices, image_size)
+    num_vertices = clip_vertices.shape[1]
+    clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]: x, y, z, w rows
+    faces_soa = faces.t().contiguous()  # [3, F]
+    faces_per_chunk = max(1, max_candidates // (4 * batch))
+    for start in range(0, num_faces, faces_per_chunk):
+        chunk = faces_soa[:, start : start + faces_per_chunk]
+        boxes, counts, chunk_orientation = _chunk_boxes(clip_vertices, projected, chunk, image_size)
+        orientation[:, start : start + chunk.shape[1]] = chunk_orientation.view(batch, -1)
+        keep = torch.nonzero(counts).squeeze(1)
+        if keep.numel() == 0:
+            continue
+        view = torch.div(keep, chunk.shape[1], rounding_mode="floor")
+        face = keep - view * chunk.shape[1] + start
+        corner_rows = view * num_vertices + faces_soa.index_select(1, face)  # [3, T]
+        tri = clip_soa.index_select(1, corner_rows.view(-1)).view(4, 3, -1)
+        boxes = boxes.index_select(1, keep)
+        floats = _edge_coefficients(tri, image_size, boxes[0], boxes[1])
+        counts = counts.index_select(0, keep) * (floats[12] > 0)  # degenerate: nothing
+        _scan_candidates(keys, floats, boxes, counts, view, face, image_size, max_candidates)
+    return keys, orientation
+    projected = _project_vertices(clip_vertices, image_size)
     faces_per_chunk = max(1, max_candidates // (4 * batch))
     for start in range(0, num_faces, faces_per_chunk):
         chunk = faces[start : start + faces_per_chunk]
-        boxes, counts, chunk_orientation = _chunk_boxes(clip_vertices, screen, front, chunk, image_size)
+        boxes, counts, chunk_orientation = _chunk_boxes(clip_vertices, projected, chunk, image_size)
         orientation[:, start : start + len(chunk)] = chunk_orientation.view(batch, -1)
         keep = torch.nonzero(counts).squeeze(1)
         if keep.numel() == 0:
@@ -273,13 +296,15 @@ def _depth_test(
     return keys, orientation
 
 
-def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+def _project_vertices(
+    clip_vertices: Tensor, image_size: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
     """Per-vertex pixel coordinates.
 
     Returns:
-        screen: [B, V, 2] (col, row) in pixel-index units (pixel centres at integers); only
-            meaningful where ``front``.
-        front: [B, V] bool, vertex in front of the near plane (z >= -w, w > 0) and finite.
+        col, row: [B, V] in pixel-index units (pixel centres at integers, row 0 at the top);
+            only meaningful where ``front``.
+        front: [B, V] int8, 1 for a finite vertex in front of the near plane (z >= -w, w > 0).
     """
     height, width = image_size
     w = clip_vertices[..., 3]
@@ -287,50 +312,54 @@ def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> tup
     safe_w = torch.where(front, w, torch.ones_like(w))
     col = (clip_vertices[..., 0] / safe_w + 1) * (width / 2) - 0.5
     row = (1 - clip_vertices[..., 1] / safe_w) * (height / 2) - 0.5
-    return torch.stack([col, row], dim=-1), front
+    return col, row, front.to(torch.int8)
 
 
 def _chunk_boxes(
     clip_vertices: Tensor,
-    screen: Tensor,
-    front: Tensor,
+    projected: tuple[Tensor, Tensor, Tensor],
     chunk: Tensor,
     image_size: tuple[int, int],
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Pixel boxes of a chunk of faces in every view.
 
     Args:
-        screen, front: from :func:`_project_vertices`.
-        chunk: [Fc, 3] faces.
+        projected: (col, row, front) from :func:`_project_vertices`.
+        chunk: [3, Fc] vertex indices (one row per corner).
     Returns:
-        boxes: [B*Fc, 4] int64 (col0, row0, n_cols, n_rows), view-major.
+        boxes: [4, B*Fc] int64 rows col0, row0, n_cols, n_rows; columns view-major.
         counts: [B*Fc] int64 number of pixels in each box.
         orientation: [B*Fc] int8, 1/-1 counter-clockwise/clockwise on screen, 0 unknown.
     """
     height, width = image_size
-    batch = screen.shape[0]
+    col, row, front = projected
+    batch, num_chunk = col.shape[0], chunk.shape[1]
     flat_chunk = chunk.reshape(-1)
-    corners = screen.index_select(1, flat_chunk).view(batch * chunk.shape[0], 3, 2)
-    lo, hi = corners.aminmax(dim=1)
-    corner_front = front.index_select(1, flat_chunk).view(-1, 3)
-    all_front = corner_front.all(1)
-    edge1 = corners[:, 1] - corners[:, 0]
-    edge2 = corners[:, 2] - corners[:, 0]
-    area = edge1[:, 1] * edge2[:, 0] - edge1[:, 0] * edge2[:, 1]  # > 0: ccw (rows go down)
-    orientation = (torch.sign(area) * all_front).to(torch.int8)
-    partial = torch.nonzero(corner_front.any(1) & ~all_front).squeeze(1)
+    c0, c1, c2 = col.index_select(1, flat_chunk).view(batch, 3, num_chunk).unbind(1)
+    r0, r1, r2 = row.index_select(1, flat_chunk).view(batch, 3, num_chunk).unbind(1)
+    num_front = front.index_select(1, flat_chunk).view(batch, 3, num_chunk).sum(1, dtype=torch.int8)
+    num_front = num_front.view(-1)
+    all_front = num_front == 3
+    area = ((r1 - r0) * (c2 - c0) - (c1 - c0) * (r2 - r0)).view(-1)  # > 0: ccw (rows go down)
+    orientation = torch.sign(area).to(torch.int8) * all_front
+    lo = torch.stack([torch.minimum(torch.minimum(c0, c1), c2).view(-1),
+                      torch.minimum(torch.minimum(r0, r1), r2).view(-1)])
+    hi = torch.stack([torch.maximum(torch.maximum(c0, c1), c2).view(-1),
+                      torch.maximum(torch.maximum(r0, r1), r2).view(-1)])
+    partial = torch.nonzero((num_front > 0) & ~all_front).squeeze(1)
     if partial.numel():
-        view = torch.div(partial, chunk.shape[0], rounding_mode="floor")
-        tri = clip_vertices[view[:, None], chunk[partial - view * chunk.shape[0]]]
-        lo[partial], hi[partial] = _clipped_extent(tri, image_size)
+        view = torch.div(partial, num_chunk, rounding_mode="floor")
+        rows = view[:, None] * clip_vertices.shape[1] + chunk[:, partial - view * num_chunk].t()
+        tri = clip_vertices.reshape(-1, 4)[rows]
+        part_lo, part_hi = _clipped_extent(tri, image_size)
+        lo[:, partial], hi[:, partial] = part_lo.t(), part_hi.t()
     eps = 1e-4
-    size = lo.new_tensor([width, height])
+    size = lo.new_tensor([[width], [height]])
     first = torch.ceil(lo - eps).clamp(min=0).minimum(size).long()
     last = torch.floor(hi + eps).minimum(size - 1).clamp(min=-1).long()
     extent = (last - first + 1).clamp(min=0)
-    counts = extent[:, 0] * extent[:, 1]
-    counts = torch.where(all_front | corner_front.any(1), counts, torch.zeros_like(counts))
-    return torch.cat([first, extent], dim=1), counts, orientation
+    counts = extent[0] * extent[1] * (num_front > 0)
+    return torch.cat([first, extent]), counts, orientation
 
 
 def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -373,8 +402,8 @@ def _scan_candidates(
 
     Args:
         keys: [B*H*W] int64 running minimum keys.
-        floats: [T, 13] from :func:`_edge_coefficients`, boxes: [T, 4],
-            counts: [T] >= 0 pixels to scan per box, view: [T], face: [T].
+        floats: [13, T] from :func:`_edge_coefficients`; boxes: [4, T] from
+            :func:`_chunk_boxes`; counts: [T] >= 0 pixels to scan per box; view, face: [T].
     """
     height, width = image_size
     ends = torch.cumsum(counts, 0)
@@ -386,29 +415,33 @@ def _scan_candidates(
         bounds += sorted({c for c in cuts if 0 < c < counts.numel()})
     bounds.append(counts.numel())
     starts = ends - counts
-    base = (view * height + boxes[:, 1]) * width + boxes[:, 0]
-    ints = torch.stack([starts, boxes[:, 2], base, face], dim=1)  # [T, 4]
+    base = (view * height + boxes[1]) * width + boxes[0]
+    ints = torch.stack([starts, boxes[2], base, face])  # [4, T]
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         n = int(ends[hi - 1] - starts[lo])
+        if n == 0:
+            continue
         tri_of = torch.repeat_interleave(
             torch.arange(lo, hi, device=keys.device), counts[lo:hi], output_size=n
         )
-        tri_ints = ints.index_select(0, tri_of)
-        local = torch.arange(n, device=keys.device) + (starts[lo] - tri_ints[:, 0])
-        row_in = torch.div(local, tri_ints[:, 1], rounding_mode="floor")
-        col_in = local - row_in * tri_ints[:, 1]
-        f = floats.index_select(0, tri_of)
-        e = f[:, 0:4] * col_in.to(f.dtype)[:, None] + f[:, 4:8] * row_in.to(f.dtype)[:, None]
-        e += f[:, 8:12]
-        d = f[:, 12]
-        inside = (e[:, :3] >= 0).all(1) & (e[:, 3] >= -d) & (e[:, 3] <= d)
+        first, n_cols, base_of, _ = ints.index_select(1, tri_of).unbind(0)
+        local = torch.arange(n, device=keys.device) + (starts[lo] - first)
+        row_in = torch.div(local, n_cols, rounding_mode="floor")
+        col_in = local - row_in * n_cols
+        f = floats.index_select(1, tri_of)
+        colf = col_in.to(f.dtype)
+        rowf = row_in.to(f.dtype)
+        e = [f[i] * colf + f[4 + i] * rowf + f[8 + i] for i in range(4)]
+        d = f[12]
+        inside = (e[0] >= 0) & (e[1] >= 0) & (e[2] >= 0) & (e[3] >= -d) & (e[3] <= d)
         idx = torch.nonzero(inside).squeeze(1)
         if idx.numel() == 0:
             continue
-        depth = (d[idx] / e[idx, :3].sum(1)).float()
-        hit = tri_ints.index_select(0, idx)
-        key = (depth.view(torch.int32).long() << _FACE_BITS) | hit[:, 3]
-        pix = hit[:, 2] + row_in[idx] * width + col_in[idx]
+        depth = (d.index_select(0, idx) / (e[0] + e[1] + e[2]).index_select(0, idx)).float()
+        hit_tri = tri_of.index_select(0, idx)
+        key = (depth.view(torch.int32).long() << _FACE_BITS) | face.index_select(0, hit_tri)
+        pix = base_of.index_select(0, idx) + row_in.index_select(0, idx) * width
+        pix += col_in.index_select(0, idx)
         keys.scatter_reduce_(0, pix, key, reduce="amin")
 
 
