@@ -6,6 +6,8 @@ ViT-B-32 (random weights, frozen, gradient wrt the images as in the stylize loop
 images with the same thread count, and prints one ``name value`` line per figure:
 
     render_fwd_s, render_fwd_bwd_s, clip_fwd_bwd_s, render_fwd_bwd_vs_clip,
+    render_fwd_bwd_caller_threads_s, render_fwd_bwd_caller_threads_vs_clip (the Renderer with
+    threads=None, i.e. its kernels on the caller's thread count; only when --threads != 1),
     mitsuba_fwd_bwd_s, render_fwd_bwd_vs_mitsuba, largest_faces_within_2gib
 
 Mitsuba (``pip install -e ".[bench]"``, Debian's libllvm19) renders the same views of the same
@@ -46,7 +48,8 @@ def load_mesh(path: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
             vertices = np.asarray(mesh.vertices, dtype=np.float64)
             vertices = vertices - vertices.mean(0)
             vertices /= np.linalg.norm(vertices, axis=1).max()
-            return vertices.astype(np.float32), np.asarray(mesh.faces, dtype=np.int64), candidate.name
+            faces = np.asarray(mesh.faces, dtype=np.int64)
+            return vertices.astype(np.float32), faces, candidate.name
     raise SystemExit("no mesh found: pass --mesh PATH")
 
 
@@ -63,10 +66,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def make_render_step(vertices, faces, cameras, device):
+def make_render_step(vertices, faces, cameras, device, threads="default"):
     from text2mesh.render import Renderer
 
-    renderer = Renderer()
+    renderer = Renderer() if threads == "default" else Renderer(threads=threads)
     v = torch.tensor(vertices, device=device)
     f = torch.tensor(faces, device=device)
     gen = torch.Generator().manual_seed(0)
@@ -137,7 +140,8 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
     try:
         mi.set_variant("llvm_ad_rgb")
     except Exception as exc:  # noqa: BLE001 - report why the peer cannot run
-        return f"mitsuba's LLVM backend is unavailable ({type(exc).__name__}: {exc}); install libllvm19"
+        reason = f"{type(exc).__name__}: {exc}"
+        return f"mitsuba's LLVM backend is unavailable ({reason}); install Debian's libllvm19"
     dr.set_thread_count(threads)
     gen = np.random.default_rng(0)
     colors = gen.random((len(vertices), 3)).astype(np.float32)
@@ -156,8 +160,13 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
             "to_world": mi.ScalarTransform4f().look_at(
                 origin=position.tolist(), target=[0, 0, 0], up=[0, 1, 0]
             ),
-            "film": {"type": "hdrfilm", "width": width, "height": height,
-                     "rfilter": {"type": "box"}, "pixel_format": "rgb"},
+            "film": {
+                "type": "hdrfilm",
+                "width": width,
+                "height": height,
+                "rfilter": {"type": "box"},
+                "pixel_format": "rgb",
+            },
             "sampler": {"type": "independent", "sample_count": 1},
         }
     scene["mesh"] = {
@@ -168,7 +177,7 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
     }
     scene = mi.load_dict(scene)
     params = mi.traverse(scene)
-    keys = [k for k in params.keys() if k.endswith("vertex_positions") or k.endswith("vertex_color")]
+    keys = [k for k in params if k.endswith(("vertex_positions", "vertex_color"))]
     if len(keys) != 2:
         return f"mitsuba scene parameters not found (got {list(params.keys())})"
 
@@ -199,13 +208,34 @@ def timed(fn) -> float:
 def largest_mesh_within(budget_bytes: int, device: str, threads: int) -> int:
     """Largest face count (of sphere meshes) whose 5-view 224^2 render+backward fits the budget."""
     best = 0
-    for faces in (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 6_000_000, 8_000_000,
-                  12_000_000, 16_000_000):
+    for faces in (
+        250_000,
+        500_000,
+        1_000_000,
+        2_000_000,
+        4_000_000,
+        6_000_000,
+        8_000_000,
+        12_000_000,
+        16_000_000,
+    ):
         try:
             used = subprocess.run(
-                [sys.executable, __file__, "--memory-probe", str(faces), "--device", device,
-                 "--threads", str(threads)],
-                capture_output=True, text=True, cwd=ROOT, timeout=600,
+                [
+                    sys.executable,
+                    __file__,
+                    "--memory-probe",
+                    str(faces),
+                    "--device",
+                    device,
+                    "--threads",
+                    str(threads),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=600,
+                check=False,
             )
         except subprocess.TimeoutExpired:
             break
@@ -290,15 +320,26 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
     vertices, faces, name = load_mesh(args.mesh)
-    print(f"# mesh {name}: {len(faces)} faces, 5 views at 224x224, {args.threads} threads, "
-          f"device {args.device}")
+    print(
+        f"# mesh {name}: {len(faces)} faces, 5 views at 224x224, {args.threads} threads "
+        f"(torch.set_num_threads; the Renderer's own kernels use 1 unless noted), "
+        f"device {args.device}, load average {os.getloadavg()[0]:.1f}"
+    )
     cameras = bench_cameras(args.device)
     forward, forward_backward = make_render_step(vertices, faces, cameras, args.device)
     clip_step = make_clip_step(args.device)
-    mitsuba_step = "skipped with --skip-mitsuba" if args.skip_mitsuba else (
-        make_mitsuba_step(vertices, faces, cameras.to("cpu"), args.threads)
+    mitsuba_step = (
+        "skipped with --skip-mitsuba"
+        if args.skip_mitsuba
+        else (make_mitsuba_step(vertices, faces, cameras.to("cpu"), args.threads))
     )
     steps = {"render_fwd": forward, "render_fwd_bwd": forward_backward, "clip_fwd_bwd": clip_step}
+    if args.threads != 1 and args.device == "cpu":
+        # the Renderer runs its own kernels on one thread by default; also time it on the
+        # caller's thread count, so both figures are on record
+        steps["render_fwd_bwd_caller_threads"] = make_render_step(
+            vertices, faces, cameras, args.device, threads=None
+        )[1]
     if callable(mitsuba_step):
         steps["mitsuba_fwd_bwd"] = mitsuba_step
     for fn in steps.values():  # warm-up (allocations, JIT compilation)
@@ -314,6 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"clip_fwd_bwd_s {median['clip_fwd_bwd']:.4f}")
     ratios = [r / c for r, c in zip(times["render_fwd_bwd"], times["clip_fwd_bwd"])]
     print(f"render_fwd_bwd_vs_clip {statistics.median(ratios):.4f}")
+    if "render_fwd_bwd_caller_threads" in times:
+        same = times["render_fwd_bwd_caller_threads"]
+        print(f"render_fwd_bwd_caller_threads_s {statistics.median(same):.4f}")
+        ratios = [r / c for r, c in zip(same, times["clip_fwd_bwd"])]
+        print(f"render_fwd_bwd_caller_threads_vs_clip {statistics.median(ratios):.4f}")
     if "mitsuba_fwd_bwd" in median:
         print(f"mitsuba_fwd_bwd_s {median['mitsuba_fwd_bwd']:.4f}")
         ratios = [r / m for r, m in zip(times["render_fwd_bwd"], times["mitsuba_fwd_bwd"])]

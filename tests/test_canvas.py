@@ -54,9 +54,12 @@ def test_canvases_draw_pictures_of_any_size(kind):
         assert image.min() >= 0 and image.max() <= 1
 
 
-def test_untrained_field_is_plain_grey():
-    image = make("field").texture((16, 16))
-    assert torch.allclose(image, torch.full_like(image, 0.5))
+def test_field_starts_as_colour_noise_around_grey_or_plain_grey():
+    image = make("field").texture((32, 32)).detach()
+    assert (image.mean(dim=(1, 2)) - 0.5).abs().max() < 0.05
+    assert ((image.std(dim=(1, 2)) - 0.12).abs() < 0.05).all()
+    grey = FieldCanvas(SMALL_FIELD, noise=0.0, generator=gen()).texture((16, 16))
+    assert torch.allclose(grey, torch.full_like(grey, 0.5))
 
 
 @pytest.mark.parametrize("kind", ["field", "pixels"])

@@ -25,7 +25,6 @@ from text2mesh.render import (
 )
 from text2mesh.views import Cameras, cameras_from_angles
 
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -136,7 +135,10 @@ def merge(*meshes):
 
 def front_camera(size=(32, 32), radius=2.0, fov=60.0):
     return cameras_from_angles(
-        torch.tensor([math.pi / 2]), torch.tensor([0.0]), radius=radius, fov_degrees=fov,
+        torch.tensor([math.pi / 2]),
+        torch.tensor([0.0]),
+        radius=radius,
+        fov_degrees=fov,
         image_size=size,
     )
 
@@ -145,14 +147,19 @@ def front_camera(size=(32, 32), radius=2.0, fov=60.0):
 
 
 SCENES = {
-    "sphere": dict(mesh=lambda: bumpy_sphere(2), radius=2.5, size=(48, 64), near=0.05),
-    "camera_inside": dict(
-        mesh=lambda: merge(ground_plane(), bumpy_sphere(2)), radius=0.9, size=(40, 40), near=0.2
-    ),
-    "ground_and_sphere": dict(
-        mesh=lambda: merge(ground_plane(), bumpy_sphere(1, seed=3)), radius=2.0, size=(40, 56),
-        near=0.05,
-    ),
+    "sphere": {"mesh": lambda: bumpy_sphere(2), "radius": 2.5, "size": (48, 64), "near": 0.05},
+    "camera_inside": {
+        "mesh": lambda: merge(ground_plane(), bumpy_sphere(2)),
+        "radius": 0.9,
+        "size": (40, 40),
+        "near": 0.2,
+    },
+    "ground_and_sphere": {
+        "mesh": lambda: merge(ground_plane(), bumpy_sphere(1, seed=3)),
+        "radius": 2.0,
+        "size": (40, 56),
+        "near": 0.05,
+    },
 }
 
 
@@ -161,8 +168,11 @@ def test_coverage_and_depth_match_ray_casting(scene):
     spec = SCENES[scene]
     vertices, faces = spec["mesh"]()
     cameras = cameras_from_angles(
-        torch.tensor([0.3, 1.9, 4.0]), torch.tensor([0.2, -0.1, 0.9]), radius=spec["radius"],
-        image_size=spec["size"], near=spec["near"],
+        torch.tensor([0.3, 1.9, 4.0]),
+        torch.tensor([0.2, -0.1, 0.9]),
+        radius=spec["radius"],
+        image_size=spec["size"],
+        near=spec["near"],
     )
     _, clip = transform_vertices(vertices, cameras)
     fragments = rasterize(clip, faces, cameras.image_size)
@@ -184,8 +194,9 @@ def test_coverage_and_depth_match_ray_casting(scene):
 
 def test_chunked_rasterization_gives_the_same_image():
     vertices, faces = bumpy_sphere(2)
-    cameras = cameras_from_angles(torch.tensor([0.5, 2.0]), torch.tensor([0.1, 0.4]),
-                                  image_size=(40, 40))
+    cameras = cameras_from_angles(
+        torch.tensor([0.5, 2.0]), torch.tensor([0.1, 0.4]), image_size=(40, 40)
+    )
     _, clip = transform_vertices(vertices, cameras)
     whole = rasterize(clip, faces, (40, 40))
     chunked = rasterize(clip, faces, (40, 40), max_candidates=50)
@@ -198,7 +209,11 @@ def test_row_zero_is_the_top_and_x_grows_to_the_right():
     vertices = torch.tensor([[0.1, 0.1, 0.0], [0.8, 0.1, 0.0], [0.1, 0.8, 0.0]])
     cameras = front_camera((32, 32))
     out = Renderer(antialias=False).render(
-        vertices, torch.tensor([[0, 1, 2]]), cameras, torch.ones(3, 3), lighting="unlit",
+        vertices,
+        torch.tensor([[0, 1, 2]]),
+        cameras,
+        torch.ones(3, 3),
+        lighting="unlit",
         background=None,
     )
     alpha = out.alpha[0, 0]
@@ -207,24 +222,35 @@ def test_row_zero_is_the_top_and_x_grows_to_the_right():
 
 
 def test_triangle_covering_the_whole_screen_and_crossing_the_near_plane():
-    vertices = torch.tensor([[-100.0, -100.0, 1.0], [100.0, -100.0, 1.0], [0.0, 100.0, 1.0],
-                             [0.0, 0.0, 5.0]])
+    vertices = torch.tensor(
+        [[-100.0, -100.0, 1.0], [100.0, -100.0, 1.0], [0.0, 100.0, 1.0], [0.0, 0.0, 5.0]]
+    )
     faces = torch.tensor([[0, 1, 2], [0, 1, 3]])  # the second one reaches behind the camera
     cameras = front_camera((24, 20), radius=2.0)
-    out = Renderer().render(vertices, faces, cameras, torch.full((4, 3), 0.5),
-                            lighting="unlit", background=(0.0, 0.0, 0.0))
+    out = Renderer().render(
+        vertices,
+        faces,
+        cameras,
+        torch.full((4, 3), 0.5),
+        lighting="unlit",
+        background=(0.0, 0.0, 0.0),
+    )
     assert torch.all(out.alpha > 0.999)
     assert torch.isfinite(out.images).all()
 
 
 def test_empty_view_and_degenerate_faces_render_background_with_zero_gradients():
-    vertices = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0],
-                             [0.0, 0.0, 0.0]], requires_grad=True)
+    vertices = torch.tensor(
+        [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], requires_grad=True
+    )
     faces = torch.tensor([[0, 1, 2], [0, 3, 3], [1, 1, 1]])  # collinear and repeated vertices
     colors = torch.full((4, 3), 0.3, requires_grad=True)
-    cameras = cameras_from_angles(torch.tensor([math.pi / 2, -math.pi / 2]),
-                                  torch.tensor([0.0, 0.0]), image_size=(16, 16),
-                                  target=torch.tensor([0.0, 0.0, 100.0]))  # second looks away
+    cameras = cameras_from_angles(
+        torch.tensor([math.pi / 2, -math.pi / 2]),
+        torch.tensor([0.0, 0.0]),
+        image_size=(16, 16),
+        target=torch.tensor([0.0, 0.0, 100.0]),
+    )  # second looks away
     out = Renderer().render(vertices, faces, cameras, colors, background=(0.2, 0.4, 0.6))
     assert torch.all(out.alpha == 0)
     assert torch.allclose(out.images[:, 1], torch.tensor(0.4))
@@ -234,8 +260,9 @@ def test_empty_view_and_degenerate_faces_render_background_with_zero_gradients()
 
 def test_empty_mesh():
     cameras = front_camera((8, 8))
-    out = Renderer().render(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64), cameras,
-                            torch.zeros(0, 3))
+    out = Renderer().render(
+        torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64), cameras, torch.zeros(0, 3)
+    )
     assert out.images.shape == (1, 3, 8, 8) and torch.all(out.images == 1)
 
 
@@ -245,10 +272,12 @@ def test_empty_mesh():
 def test_interpolated_colors_match_reference_away_from_edges():
     vertices, faces = ellipsoid()
     colors = (vertices * 0.4 + 0.5).clamp(0, 1)
-    cameras = cameras_from_angles(torch.tensor([0.4, 2.5]), torch.tensor([0.3, -0.6]),
-                                  image_size=(48, 48), radius=2.6)
-    out = Renderer().render(vertices, faces, cameras, colors, lighting="unlit",
-                            background=(1.0, 1.0, 1.0))
+    cameras = cameras_from_angles(
+        torch.tensor([0.4, 2.5]), torch.tensor([0.3, -0.6]), image_size=(48, 48), radius=2.6
+    )
+    out = Renderer().render(
+        vertices, faces, cameras, colors, lighting="unlit", background=(1.0, 1.0, 1.0)
+    )
     for index in range(len(cameras)):
         ref_face, _, ref_bary = ray_cast(vertices, faces, cameras, index)
         ref = (colors.numpy()[faces.numpy()[ref_face]] * ref_bary[..., None]).sum(-2)
@@ -264,14 +293,20 @@ def test_interpolated_colors_match_reference_away_from_edges():
 
 
 def test_sh_lighting_matches_text2mesh_formula():
-    normals = torch.nn.functional.normalize(torch.randn(50, 3, generator=torch.Generator()
-                                                        .manual_seed(0)), dim=1)
+    normals = torch.nn.functional.normalize(
+        torch.randn(50, 3, generator=torch.Generator().manual_seed(0)), dim=1
+    )
     expected = 0.28209479177 + 0.4886025119 * normals.sum(1)
     assert torch.allclose(sh_lighting(normals), expected, atol=1e-6)
     # a face looking straight at the camera, grey 0.5 -> 0.5 * (0.2821 + 0.4886)
     vertices = torch.tensor([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [0.0, 1.0, 0.0]])
-    out = Renderer().render(vertices, torch.tensor([[0, 1, 2]]), front_camera((16, 16)),
-                            torch.full((3, 3), 0.5), lighting="sh")
+    out = Renderer().render(
+        vertices,
+        torch.tensor([[0, 1, 2]]),
+        front_camera((16, 16)),
+        torch.full((3, 3), 0.5),
+        lighting="sh",
+    )
     assert torch.allclose(out.images[0, :, 8, 8], torch.tensor(0.5 * 0.7707), atol=1e-3)
 
 
@@ -284,7 +319,8 @@ def test_sh_shading_of_a_lit_sphere_matches_reference_normals():
     cam = vertices @ w2c[:3, :3].T + w2c[:3, 3]
     tri = cam[faces]
     normal = torch.nn.functional.normalize(
-        torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=1)
+        torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=1
+    )
     shade = (0.8 * sh_lighting(normal)).clamp(0, 1).numpy()
     covered = torch.from_numpy(ref_face >= 0)[None, None].float()
     interior = (-torch.nn.functional.max_pool2d(-covered, 3, 1, 1)[0, 0] == 1).numpy()
@@ -297,8 +333,9 @@ def test_sh_shading_of_a_lit_sphere_matches_reference_normals():
 def test_passes_share_one_rasterization_and_transparent_background_is_premultiplied():
     vertices, faces = bumpy_sphere(1)
     colors = torch.stack([torch.full_like(vertices, 0.9), torch.full_like(vertices, 0.3)])
-    cameras = cameras_from_angles(torch.tensor([0.0, 1.0, 2.0]), torch.zeros(3),
-                                  image_size=(24, 32))
+    cameras = cameras_from_angles(
+        torch.tensor([0.0, 1.0, 2.0]), torch.zeros(3), image_size=(24, 32)
+    )
     renderer = Renderer()
     out = renderer.render(vertices, faces, cameras, colors, background=None)
     assert out.images.shape == (2, 3, 3, 24, 32) and out.alpha.shape == (3, 1, 24, 32)
@@ -330,10 +367,12 @@ def tiny_scene(dtype=torch.float64):
         dtype=dtype,
     )
     faces = torch.tensor([[0, 1, 2], [1, 3, 2]])
-    colors = torch.tensor([[0.9, 0.1, 0.2], [0.2, 0.8, 0.3], [0.1, 0.3, 0.7], [0.5, 0.5, 0.1]],
-                          dtype=dtype)
-    cameras = cameras_from_angles(torch.tensor([1.4], dtype=dtype), torch.tensor([0.15],
-                                  dtype=dtype), image_size=(10, 12))
+    colors = torch.tensor(
+        [[0.9, 0.1, 0.2], [0.2, 0.8, 0.3], [0.1, 0.3, 0.7], [0.5, 0.5, 0.1]], dtype=dtype
+    )
+    cameras = cameras_from_angles(
+        torch.tensor([1.4], dtype=dtype), torch.tensor([0.15], dtype=dtype), image_size=(10, 12)
+    )
     return vertices, faces, colors, cameras
 
 
@@ -341,8 +380,9 @@ def tiny_scene(dtype=torch.float64):
 def test_gradcheck_colors_and_positions(antialiased):
     vertices, faces, colors, cameras = tiny_scene()
     renderer = Renderer(antialias=antialiased)
-    weights = torch.rand(1, 3, 10, 12, generator=torch.Generator().manual_seed(0),
-                         dtype=torch.float64)
+    weights = torch.rand(
+        1, 3, 10, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
 
     def render(v, c):
         return (renderer.render(v, faces, cameras, c, lighting="sh").images * weights).sum(
@@ -355,15 +395,17 @@ def test_gradcheck_colors_and_positions(antialiased):
 
 def test_silhouette_gradient_matches_finite_differences():
     """The alpha sum is the triangle's area in pixels; its gradient must move the edges."""
-    vertices = torch.tensor([[-0.5, -0.4, 0.0], [0.6, -0.3, 0.0], [0.1, 0.55, 0.0]],
-                            dtype=torch.float64)
+    vertices = torch.tensor(
+        [[-0.5, -0.4, 0.0], [0.6, -0.3, 0.0], [0.1, 0.55, 0.0]], dtype=torch.float64
+    )
     faces = torch.tensor([[0, 1, 2]])
     cameras = front_camera((32, 32))
     renderer = Renderer()
 
     def coverage(v):
-        out = renderer.render(v, faces, cameras, torch.full((3, 3), 0.5, dtype=v.dtype),
-                              lighting="unlit")
+        out = renderer.render(
+            v, faces, cameras, torch.full((3, 3), 0.5, dtype=v.dtype), lighting="unlit"
+        )
         return out.alpha.sum()
 
     moved = vertices.clone().requires_grad_(True)
@@ -391,8 +433,14 @@ def test_silhouette_of_a_fine_mesh_has_the_gradient_of_its_outline():
     faces = torch.tensor(mesh.faces)
     cameras = front_camera((48, 48), radius=3.0)
     scale = torch.tensor(1.0, requires_grad=True)
-    out = Renderer().render(vertices * scale, faces, cameras, torch.ones_like(vertices),
-                            lighting="unlit", background=None)
+    out = Renderer().render(
+        vertices * scale,
+        faces,
+        cameras,
+        torch.ones_like(vertices),
+        lighting="unlit",
+        background=None,
+    )
     out.alpha.sum().backward()
     expected = 2 * out.alpha.sum().item()
     assert abs(scale.grad.item() - expected) < 0.1 * expected
@@ -426,8 +474,11 @@ def test_fitting_vertex_colors_from_views():
         optimizer.step()
     final = ((renderer.render(vertices, faces, cameras, colors).images - target) ** 2).mean()
     if final > 0.05 * errors[0]:
-        dump("fit_colors", target=target[0].numpy(),
-             fitted=renderer.render(vertices, faces, cameras, colors).images[0].detach().numpy())
+        dump(
+            "fit_colors",
+            target=target[0].numpy(),
+            fitted=renderer.render(vertices, faces, cameras, colors).images[0].detach().numpy(),
+        )
     assert final.item() <= 0.05 * errors[0]
 
 
@@ -441,8 +492,12 @@ def test_fitting_a_bump_with_displacements():
     # smooth displacement fields, like the style field's: Gaussian bumps on 42 centres
     centres = torch.tensor(trimesh.creation.icosphere(1).vertices, dtype=torch.float32)
     basis = torch.exp(-((normals[:, None] - centres[None]) ** 2).sum(-1) / (2 * 0.35**2))
-    cameras = cameras_from_angles(torch.linspace(0.3, 5.3, 5), torch.tensor([0.3, -0.2, 0.3,
-                                  -0.2, 0.5]), image_size=(48, 48), radius=3.0)
+    cameras = cameras_from_angles(
+        torch.linspace(0.3, 5.3, 5),
+        torch.tensor([0.3, -0.2, 0.3, -0.2, 0.5]),
+        image_size=(48, 48),
+        radius=3.0,
+    )
     renderer = Renderer()
     grey = torch.full_like(base, 0.7)
     with torch.no_grad():
@@ -474,8 +529,12 @@ def test_cuda_matches_cpu():
         c = colors.to(device).requires_grad_(True)
         out = Renderer().render(v, faces.to(device), cameras.to(device), c)
         out.images.square().sum().backward()
-        results[device] = (out.images.cpu(), out.fragments.face_index.cpu(), v.grad.cpu(),
-                           c.grad.cpu())
+        results[device] = (
+            out.images.cpu(),
+            out.fragments.face_index.cpu(),
+            v.grad.cpu(),
+            c.grad.cpu(),
+        )
     cpu, gpu = results["cpu"], results["cuda"]
     assert (cpu[1] == gpu[1]).float().mean() > 0.999
     assert (cpu[0] - gpu[0]).abs().max() < 1e-3 or (cpu[0] - gpu[0]).abs().mean() < 1e-4
@@ -500,3 +559,73 @@ def test_interpolate_and_antialias_compose_by_hand():
     assert torch.allclose(smooth[interior].mean(), colors[interior].mean(), atol=0.05)
     per_view = interpolate(vertices.abs().expand(5, -1, -1), faces, fragments)
     assert torch.allclose(per_view, colors)
+
+
+# ----------------------------------------------------------------------------- scale & threads
+
+
+def uv_sphere(num_faces: int, radius: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
+    """A UV sphere with about ``num_faces`` triangles (outward, counter-clockwise faces)."""
+    rings = max(4, int(math.sqrt(num_faces / 4)))
+    segments = max(4, num_faces // (2 * rings))
+    theta = torch.linspace(0.0, math.pi, rings + 1)
+    phi = torch.arange(segments) * (2 * math.pi / segments)
+    t, p = torch.meshgrid(theta, phi, indexing="ij")
+    vertices = radius * torch.stack([t.sin() * p.cos(), t.cos(), t.sin() * p.sin()], -1)
+    r = torch.arange(rings)[:, None]
+    s = torch.arange(segments)[None]
+    a, b = r * segments + s, r * segments + (s + 1) % segments
+    c, d = a + segments, b + segments
+    faces = torch.cat([torch.stack([a, b, c], -1), torch.stack([b, d, c], -1)]).reshape(-1, 3)
+    return vertices.reshape(-1, 3), faces
+
+
+def disc_area_pixels(radius: float, distance: float, size: int, fov_degrees: float = 60.0):
+    """Area (pixels) of a sphere's outline seen from ``distance`` by a square camera."""
+    angular = math.asin(radius / distance)
+    projected = math.tan(angular) / math.tan(math.radians(fov_degrees) / 2) * size / 2
+    return math.pi * projected**2
+
+
+def test_a_million_faces_render_in_bounded_chunks():
+    vertices, faces = uv_sphere(1_000_000)
+    assert len(faces) >= 1_000_000
+    cameras = front_camera((64, 64), radius=2.0)
+    out = Renderer().render(
+        vertices, faces, cameras, torch.full_like(vertices, 0.5), background=None
+    )
+    area = disc_area_pixels(0.8, 2.0, 64)
+    assert abs(out.alpha.sum().item() - area) < 0.02 * area
+
+
+def test_large_preview_image():
+    vertices, faces = uv_sphere(20_000)
+    cameras = front_camera((1024, 768), radius=2.0)  # not square: width 768
+    out = Renderer().render(
+        vertices, faces, cameras, torch.full_like(vertices, 0.5), background=(1.0, 1.0, 1.0)
+    )
+    assert out.images.shape == (1, 3, 1024, 768)
+    projected = math.tan(math.asin(0.4)) / math.tan(math.radians(30)) * 512
+    area = math.pi * projected**2  # square pixels: the outline is a circle
+    assert abs(out.alpha.sum().item() - area) < 0.01 * area
+
+
+def test_renderer_restores_the_callers_thread_count():
+    vertices, faces = bumpy_sphere(1)
+    vertices.requires_grad_(True)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = Renderer(threads=1).render(
+            vertices, faces, front_camera((16, 16)), torch.full_like(vertices, 0.5)
+        )
+        assert torch.get_num_threads() == 2
+        out.alpha.sum().backward()  # the colours get no gradient from alpha
+        assert torch.get_num_threads() == 2
+        out = Renderer(threads=1).render(
+            vertices, faces, front_camera((16, 16)), torch.full_like(vertices, 0.5)
+        )
+        out.images.sum().backward()
+        assert torch.get_num_threads() == 2 and vertices.grad.abs().sum() > 0
+    finally:
+        torch.set_num_threads(previous)

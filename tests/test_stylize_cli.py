@@ -152,8 +152,9 @@ def test_sigint_saves_a_valid_export_and_exits_non_zero(files, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "interrupted by SIGINT" in lines[0] and "--resume" in lines[0]
+    last = err.strip().splitlines()[-1]  # (a warning about the many CPU iterations may come first)
+    assert last.startswith("text2mesh: stopped: interrupted by SIGINT") and "--resume" in last
+    assert "Traceback" not in err
     styled = trimesh.load(out / "blob_stylized.obj", process=False)
     assert len(styled.faces) == 1280
     state = torch.load(out / "checkpoint.pt", weights_only=True)

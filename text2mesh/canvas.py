@@ -119,19 +119,45 @@ class Canvas(nn.Module):
 class FieldCanvas(Canvas):
     """The style field over the picture plane (colour head only).
 
+    An untrained style field is plain grey; without an init image the colour head's last
+    layer starts with random weights instead, scaled so the colours before the final tanh
+    vary over the picture with mean 0 and std ``noise``: the picture starts as colour noise
+    (at the field's own frequencies) around grey. (From a uniform grey, a
+    small CLIP's gradient can point away from the prompt's colour; from a varied picture it
+    tells more.)
+
     Args:
         cfg: field settings (displacement is ignored here).
-        init: optional [3, H, W] init image in [0, 1].
+        init: optional [3, H, W] init image in [0, 1]; the untouched canvas is exactly it.
+        noise: spread of the initial colours without an init image (0: plain grey; 0.25 gives
+            colours of about 0.5 +- 0.12).
         generator: CPU random source for the field's weights and frequencies.
     """
 
     kind = "field"
 
     def __init__(
-        self, cfg: FieldConfig, *, init: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        cfg: FieldConfig,
+        *,
+        init: Tensor | None = None,
+        noise: float = 0.25,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(init)
         self.field = StyleField(cfg, generator=generator)
+        if init is None and noise > 0 and cfg.colors:
+            self._colour_noise(noise, generator)
+
+    @torch.no_grad()
+    def _colour_noise(self, noise: float, generator: torch.Generator | None) -> None:
+        last = self.field.color_head[-1]  # a zero-initialized Linear
+        last.weight.copy_(torch.randn(last.weight.shape, generator=generator) * 1e-3)
+        colors = self.field(plane_points((32, 32)))[0]
+        pre = torch.atanh((2 * colors - 1).clamp(-0.999, 0.999))  # [P, 3], linear regime
+        scale = noise / pre.std(dim=0).clamp_min(1e-12)  # per channel
+        last.weight.mul_(scale[:, None])
+        last.bias.copy_(-pre.mean(dim=0) * scale)  # grey on average
 
     def texture(self, size: tuple[int, int], progress: float = 1.0) -> Tensor:
         device = next(self.field.parameters()).device

@@ -16,10 +16,10 @@ from text2mesh.render.renderer import Renderer, RenderOutput, transform_vertices
 from text2mesh.render.shade import TEXT2MESH_SH, pixel_normals, sh_basis, sh_lighting, shade
 
 __all__ = [
+    "TEXT2MESH_SH",
     "Fragments",
     "RenderOutput",
     "Renderer",
-    "TEXT2MESH_SH",
     "antialias",
     "composite",
     "face_neighbors",

@@ -168,8 +168,9 @@ def _visible_crossings(fragments: Fragments, neighbors: Tensor):
     total = int(counts.sum())
     if total == 0:
         return None
-    edge = torch.repeat_interleave(torch.arange(len(counts), device=faces.device), counts,
-                                   output_size=total)
+    edge = torch.repeat_interleave(
+        torch.arange(len(counts), device=faces.device), counts, output_size=total
+    )
     offset = torch.arange(total, device=faces.device) - (torch.cumsum(counts, 0) - counts)[edge]
     line = first.long()[edge] + offset  # integer row (or column) of pixel centres crossed
     a0, a1 = along_a[edge], along_b[edge]
@@ -197,8 +198,9 @@ def _visible_crossings(fragments: Fragments, neighbors: Tensor):
     step = torch.where(is_vertical, width, 1)
     o = p + direction * step
     # visibility against the depth buffer
-    depth = torch.full((fragments.face_index.numel(),), torch.inf, dtype=flat_clip.dtype,
-                       device=faces.device)
+    depth = torch.full(
+        (fragments.face_index.numel(),), torch.inf, dtype=flat_clip.dtype, device=faces.device
+    )
     depth[fragments.pixel_index] = fragments.pixel_depth.detach().to(flat_clip.dtype)
     edge_depth = depth_a[edge] + u * (depth_b[edge] - depth_a[edge])
     o_depth = depth.index_select(0, o.clamp(0, depth.numel() - 1))
@@ -216,8 +218,12 @@ def _visible_crossings(fragments: Fragments, neighbors: Tensor):
     key = (edge_depth.index_select(0, keep).float().view(torch.int32).long() << 32) | torch.arange(
         keep.numel(), device=faces.device
     )
-    best = torch.full((fragments.face_index.numel() * 2,), torch.iinfo(torch.int64).max,
-                      dtype=torch.int64, device=faces.device)
+    best = torch.full(
+        (fragments.face_index.numel() * 2,),
+        torch.iinfo(torch.int64).max,
+        dtype=torch.int64,
+        device=faces.device,
+    )
     best.scatter_reduce_(0, pair_id, key, reduce="amin")
     winner = best.index_select(0, pair_id) == key
     keep = keep[winner]

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from text2mesh.render.rasterize import Fragments
 
-__all__ = ["interpolate", "interpolate_packed", "gather_face_values", "unpack"]
+__all__ = ["gather_face_values", "interpolate", "interpolate_packed", "unpack"]
 
 
 def interpolate_packed(attributes: Tensor, faces: Tensor, fragments: Fragments) -> Tensor:

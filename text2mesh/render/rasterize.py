@@ -23,13 +23,14 @@ Method (vectorized, no Python loop over faces or pixels):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 from torch import Tensor
 
-__all__ = ["Fragments", "rasterize", "pixel_centers_ndc"]
+__all__ = ["Fragments", "pixel_centers_ndc", "rasterize"]
 
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _FACE_BITS = 32
@@ -148,7 +149,7 @@ def rasterize(
         crossing the near plane are drawn where they are in front of it.
     """
     clip_vertices, faces, image_size = _check_inputs(clip_vertices, faces, image_size)
-    batch, num_vertices = clip_vertices.shape[:2]
+    batch = clip_vertices.shape[0]
     height, width = image_size
     with torch.no_grad():
         keys, orientation = _depth_test(clip_vertices.detach(), faces, image_size, max_candidates)
@@ -342,10 +343,18 @@ def _chunk_boxes(
     all_front = num_front == 3
     area = ((r1 - r0) * (c2 - c0) - (c1 - c0) * (r2 - r0)).view(-1)  # > 0: ccw (rows go down)
     orientation = torch.sign(area).to(torch.int8) * all_front
-    lo = torch.stack([torch.minimum(torch.minimum(c0, c1), c2).view(-1),
-                      torch.minimum(torch.minimum(r0, r1), r2).view(-1)])
-    hi = torch.stack([torch.maximum(torch.maximum(c0, c1), c2).view(-1),
-                      torch.maximum(torch.maximum(r0, r1), r2).view(-1)])
+    lo = torch.stack(
+        [
+            torch.minimum(torch.minimum(c0, c1), c2).view(-1),
+            torch.minimum(torch.minimum(r0, r1), r2).view(-1),
+        ]
+    )
+    hi = torch.stack(
+        [
+            torch.maximum(torch.maximum(c0, c1), c2).view(-1),
+            torch.maximum(torch.maximum(r0, r1), r2).view(-1),
+        ]
+    )
     partial = torch.nonzero((num_front > 0) & ~all_front).squeeze(1)
     if partial.numel():
         view = torch.div(partial, num_chunk, rounding_mode="floor")
@@ -417,7 +426,7 @@ def _scan_candidates(
     starts = ends - counts
     base = (view * height + boxes[1]) * width + boxes[0]
     ints = torch.stack([starts, boxes[2], base, face])  # [4, T]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         n = int(ends[hi - 1] - starts[lo])
         if n == 0:
             continue

@@ -13,6 +13,7 @@ from text2mesh.render.composite import composite
 from text2mesh.render.interpolate import interpolate_packed, unpack
 from text2mesh.render.rasterize import DEFAULT_MAX_CANDIDATES, Fragments, rasterize
 from text2mesh.render.shade import TEXT2MESH_SH, Lighting, pixel_normals, shade
+from text2mesh.render.threads import intra_op_threads, scope_backward_threads
 from text2mesh.views import Cameras
 
 __all__ = ["RenderOutput", "Renderer", "transform_vertices"]
@@ -44,13 +45,13 @@ def transform_vertices(vertices: Tensor, cameras: Cameras) -> tuple[Tensor, Tens
         (camera_vertices [B, V, 3], clip_vertices [B, V, 4]) in vertices.dtype.
     """
     world_to_camera = cameras.world_to_camera.to(vertices)
-    projection = cameras.projection.to(vertices)
-    rotation = world_to_camera[:, :3, :3]
-    translation = world_to_camera[:, None, :3, 3]
-    camera_vertices = vertices @ rotation.transpose(1, 2) + translation
-    clip = camera_vertices @ projection[:, :3, :3].transpose(1, 2) + projection[:, None, :3, 3]
-    clip_w = camera_vertices @ projection[:, 3, :3, None] + projection[:, None, 3, 3:]
-    return camera_vertices, torch.cat([clip, clip_w], dim=-1)
+    full = cameras.projection.to(vertices) @ world_to_camera  # [B, 4, 4]
+    batch = full.shape[0]
+    # one [V, 3] x [3, 7B] product for all views: camera xyz (3 rows) and clip xyzw (4 rows)
+    affine = torch.cat([world_to_camera[:, :3], full], dim=1)  # [B, 7, 4]
+    out = vertices @ affine[..., :3].reshape(-1, 3).T + affine[..., 3].reshape(-1)
+    out = out.view(-1, batch, 7).transpose(0, 1)  # [B, V, 7]
+    return out[..., :3].contiguous(), out[..., 3:].contiguous()
 
 
 class Renderer:
@@ -67,6 +68,9 @@ class Renderer:
             ``lighting="sh"`` (default: Text2Mesh's 1, 1, 1, 1, 0, 0, 0, 0, 0).
         max_candidates: bound on the (view, face, pixel) candidates held at once while
             rasterizing; lower it to use less memory.
+        threads: intra-op threads PyTorch uses for the renderer's own work on CPU, forward
+            and backward (see :mod:`text2mesh.render.threads`; the caller's setting is
+            restored for everything else). None leaves PyTorch's setting alone.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class Renderer:
         two_sided: bool = True,
         sh_coefficients: Sequence[float] = TEXT2MESH_SH,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        threads: int | None = 1,
     ) -> None:
         if len(sh_coefficients) != 9:
             raise ValueError(f"sh_coefficients needs 9 numbers, got {len(sh_coefficients)}")
@@ -83,6 +88,7 @@ class Renderer:
         self.two_sided = two_sided
         self.sh_coefficients = tuple(float(c) for c in sh_coefficients)
         self.max_candidates = int(max_candidates)
+        self.threads = threads
         self._topology: tuple[Tensor, Tensor] | None = None
 
     def neighbors(self, faces: Tensor) -> Tensor:
@@ -126,8 +132,17 @@ class Renderer:
         """
         vertices, faces, colors = self._check(vertices, faces, colors)
         device_type = vertices.device.type
-        with torch.autocast(device_type, enabled=False):
-            return self._render(vertices, faces, cameras, colors, lighting, background)
+        threads = self.threads if device_type == "cpu" else None
+        fragments: list[Fragments] = []
+
+        def run(v: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+            out = self._render(v, faces, cameras, c, lighting, background)
+            fragments.append(out.fragments)
+            return out.images, out.alpha
+
+        with torch.autocast(device_type, enabled=False), intra_op_threads(threads):
+            images, alpha = scope_backward_threads((vertices, colors), run, threads)
+        return RenderOutput(images=images, alpha=alpha, fragments=fragments[0])
 
     def _render(
         self,
@@ -172,7 +187,8 @@ class Renderer:
             raise ValueError("vertices must be a floating-point tensor")
         if vertices.dtype not in (torch.float32, torch.float64):
             vertices = vertices.float()
-        if colors.dim() not in (2, 3) or colors.shape[-1] != 3 or colors.shape[-2] != vertices.shape[0]:
+        shape_ok = colors.dim() in (2, 3) and colors.shape[-1] == 3
+        if not shape_ok or colors.shape[-2] != vertices.shape[0]:
             raise ValueError(
                 f"colors must be [V, 3] or [P, V, 3] with V={vertices.shape[0]}, "
                 f"got {tuple(colors.shape)}"

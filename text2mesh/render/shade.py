@@ -9,7 +9,7 @@ from torch import Tensor
 
 from text2mesh.render.rasterize import Fragments
 
-__all__ = ["TEXT2MESH_SH", "Lighting", "sh_basis", "sh_lighting", "pixel_normals", "shade"]
+__all__ = ["TEXT2MESH_SH", "Lighting", "pixel_normals", "sh_basis", "sh_lighting", "shade"]
 
 Lighting = Literal["sh", "unlit"]
 

@@ -1,0 +1,106 @@
+"""Intra-op thread count used while the renderer's own kernels run (forward and backward).
+
+The renderer runs a few hundred small, memory-bound PyTorch ops per call. With several
+intra-op threads each op is a fork-join; when the CPU is shared with other processes a
+descheduled worker stalls every op, and a render that needs 0.1 s on one thread was measured
+to need 1-4 s on two. Running the renderer's ops on one thread (and restoring the caller's
+setting for everything else, e.g. CLIP) avoids that; on an idle machine it costs little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+__all__ = ["intra_op_threads", "scope_backward_threads"]
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the body with ``threads`` intra-op threads (None: leave the setting alone)."""
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _State:
+    """The caller's thread count while a backward pass runs the renderer's part."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.previous: int | None = None
+
+    def enter(self) -> None:
+        if self.previous is None:
+            self.previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            torch.autograd.Variable._execution_engine.queue_callback(self.leave)
+
+    def leave(self) -> None:
+        if self.previous is not None:
+            torch.set_num_threads(self.previous)
+            self.previous = None
+
+
+class _Enter(torch.autograd.Function):
+    """Identity on the renderer's outputs; its backward switches to the renderer's threads."""
+
+    @staticmethod
+    def forward(ctx, state: _State, *tensors: Tensor):
+        ctx.state = state
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        ctx.state.enter()
+        return (None, *grads)
+
+
+class _Leave(torch.autograd.Function):
+    """Identity on the renderer's inputs; its backward restores the caller's threads."""
+
+    @staticmethod
+    def forward(ctx, state: _State, *tensors: Tensor):
+        ctx.state = state
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        ctx.state.leave()
+        return (None, *grads)
+
+
+def scope_backward_threads(inputs: Sequence[Tensor], run, threads: int | None):
+    """Run ``outputs = run(*inputs)`` so that its backward uses ``threads`` intra-op threads.
+
+    The switch happens when the backward pass reaches the outputs and is undone when it
+    reaches the inputs (or, at the latest, when the backward pass ends).
+
+    Args:
+        inputs: tensors the computation differentiates with respect to.
+        run: callable taking the (marked) inputs, returning a tuple of output tensors.
+        threads: thread count, or None to run ``run`` unchanged.
+    Returns:
+        the tuple of outputs.
+    """
+    tracked = [i for i, t in enumerate(inputs) if t.requires_grad]
+    if threads is None or not torch.is_grad_enabled() or not tracked:
+        return run(*inputs)
+    state = _State(threads)
+    marked = list(inputs)
+    for i, t in zip(tracked, _Leave.apply(state, *(inputs[i] for i in tracked))):
+        marked[i] = t
+    outputs = list(run(*marked))
+    differentiable = [i for i, t in enumerate(outputs) if t.requires_grad]
+    for i, t in zip(differentiable, _Enter.apply(state, *(outputs[i] for i in differentiable))):
+        outputs[i] = t
+    return tuple(outputs)
