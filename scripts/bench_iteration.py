@@ -26,10 +26,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from text2mesh import api  # noqa: E402
-from text2mesh.config import load_config  # noqa: E402
-from text2mesh.guidance import random_clip  # noqa: E402
-from text2mesh.mesh import prepare_mesh  # noqa: E402
+from text2mesh import api
+from text2mesh.config import load_config
+from text2mesh.guidance import random_clip
+from text2mesh.mesh import prepare_mesh
 
 
 def _sync(device: torch.device) -> None:
@@ -48,7 +48,7 @@ class Timer:
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:  # noqa: PYI034
         _sync(self.device)
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self

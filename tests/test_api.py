@@ -1,9 +1,9 @@
 import pytest
 import torch
 import trimesh
+from stylize_helpers import tiny_clip, tiny_config, write_tiny_mesh
 
 import text2mesh
-from stylize_helpers import tiny_clip, tiny_config, write_tiny_mesh
 from text2mesh.errors import ConfigError, RunFolderError
 
 

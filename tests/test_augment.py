@@ -1,6 +1,11 @@
 import torch
 
-from text2mesh.augment import AugmentSpec, augment, homography_from_points, sample_crop_boxes
+from text2mesh.augment import (
+    AugmentSpec,
+    augment,
+    homography_from_points,
+    sample_crop_boxes,
+)
 
 
 def test_whole_view_without_perspective_is_identity():

@@ -8,7 +8,7 @@ from text2mesh.field import FourierFeatures, StyleField, displace, progressive_m
 
 
 def small_cfg(**kw) -> FieldConfig:
-    base = dict(n_frequencies=16, width=32, depth=2, head_depth=1)
+    base = {"n_frequencies": 16, "width": 32, "depth": 2, "head_depth": 1}
     base.update(kw)
     return FieldConfig(**base)
 

@@ -35,7 +35,7 @@ class Quadratic:
 
 
 def cfg(**kw):
-    base = dict(iters=30, lr=0.05, lr_decay=0.5, decay_step=10, seed=1)
+    base = {"iters": 30, "lr": 0.05, "lr_decay": 0.5, "decay_step": 10, "seed": 1}
     base.update(kw)
     return OptimConfig(**base)
 

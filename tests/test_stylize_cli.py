@@ -1,5 +1,4 @@
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -10,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-
 from stylize_helpers import save_tiny_clip_weights, set_flags, write_tiny_mesh
+
 from text2mesh.cli import main
 from text2mesh.run import read_losses
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from stylize_helpers import tiny_clip, tiny_config, write_tiny_mesh
+
 from text2mesh import api
 from text2mesh.mesh import prepare_mesh
 from text2mesh.render import Renderer

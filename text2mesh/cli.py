@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import click
-
 import logging
 import sys
 from pathlib import Path
 
+import click
 import yaml
 
 from . import __version__

@@ -64,16 +64,16 @@ class Problem(Protocol):
 class Callback:
     """Hooks called by :meth:`Loop.run`; override what you need."""
 
-    def on_start(self, loop: "Loop") -> None:
+    def on_start(self, loop: Loop) -> None:
         """Before the first step of this run (``loop.step`` may be > 0 after a resume)."""
 
-    def on_step(self, loop: "Loop", loss: float, parts: dict[str, float]) -> None:
+    def on_step(self, loop: Loop, loss: float, parts: dict[str, float]) -> None:
         """After each step; ``loop.step`` is the number of steps done."""
 
-    def on_interrupt(self, loop: "Loop") -> None:
+    def on_interrupt(self, loop: Loop) -> None:
         """After the step during which SIGINT/SIGTERM arrived, before Interrupted is raised."""
 
-    def on_end(self, loop: "Loop") -> None:
+    def on_end(self, loop: Loop) -> None:
         """After the last step (not called when interrupted)."""
 
 

@@ -53,7 +53,7 @@ class RunFolder:
         self.protected: list[Path] = []
 
     @classmethod
-    def create(cls, path: str | Path, *, overwrite: bool = False, protect: Sequence[str | Path] = ()) -> "RunFolder":
+    def create(cls, path: str | Path, *, overwrite: bool = False, protect: Sequence[str | Path] = ()) -> RunFolder:
         """Make (or, with ``overwrite``, reuse) a run folder.
 
         Args:
@@ -73,7 +73,7 @@ class RunFolder:
         return run
 
     @classmethod
-    def check_new(cls, path: str | Path, *, overwrite: bool = False) -> "RunFolder":
+    def check_new(cls, path: str | Path, *, overwrite: bool = False) -> RunFolder:
         """What :meth:`create` checks, without creating anything (fail before expensive work)."""
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
@@ -83,7 +83,7 @@ class RunFolder:
         return run
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunFolder":
+    def open(cls, path: str | Path) -> RunFolder:
         """An existing run folder with a checkpoint (for resume / load_run)."""
         run = cls(path)
         if not run.checkpoint.is_file() or not run.config.is_file():
@@ -122,7 +122,7 @@ class RunFolder:
     def load_checkpoint(self) -> dict[str, Any]:
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt files
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
             raise RunFolderError(f"cannot read {self.checkpoint}: {str(exc).splitlines()[0][:200]}") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RunFolderError(f"{self.checkpoint} is not a text2mesh checkpoint of this version")

@@ -163,9 +163,9 @@ class StylizeProblem:
         g = self.cfg.guidance
         n_views = images.shape[1]
         color = images[0]
-        common = dict(distortion=g.perspective_distortion, p=g.perspective_p)
+        common = {"distortion": g.perspective_distortion, "p": g.perspective_p}
         local = AugmentSpec(g.n_local_augs, scale=tuple(g.local_crop), **common)
-        kwargs = dict(size=self.clip_size, fill=self.background, generator=generator)
+        kwargs = {"size": self.clip_size, "fill": self.background, "generator": generator}
         terms = [
             Term("full", augment(color, AugmentSpec(g.n_augs, scale=(1.0, 1.0), **common), **kwargs), n_views, g.full_weight),
             Term("local", augment(color, local, **kwargs), n_views, g.local_weight),
