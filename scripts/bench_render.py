@@ -177,7 +177,7 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
     }
     scene = mi.load_dict(scene)
     params = mi.traverse(scene)
-    keys = [k for k in params if k.endswith(("vertex_positions", "vertex_color"))]
+    keys = [k for k in params.keys() if k.endswith(("vertex_positions", "vertex_color"))]
     if len(keys) != 2:
         return f"mitsuba scene parameters not found (got {list(params.keys())})"
 

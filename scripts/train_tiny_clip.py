@@ -23,7 +23,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from text2mesh.guidance.clip import TINY_MODEL, ClipModel, import_open_clip, load_clip, preprocess_images, tiny_checkpoint_path
+from text2mesh.guidance.clip import (
+    TINY_MODEL,
+    ClipModel,
+    import_open_clip,
+    load_clip,
+    preprocess_images,
+    tiny_checkpoint_path,
+)
 from text2mesh.guidance.synthetic import (
     PATTERNS,
     SyntheticBatch,

@@ -10,7 +10,13 @@ import torch
 
 from text2mesh.errors import ClipError
 from text2mesh.guidance import clip as clip_module
-from text2mesh.guidance.clip import TINY_MODEL, import_open_clip, load_clip, preprocess_images, random_clip
+from text2mesh.guidance.clip import (
+    TINY_MODEL,
+    import_open_clip,
+    load_clip,
+    preprocess_images,
+    random_clip,
+)
 
 FAKE_MODEL = "t2m-test-tiny"
 

@@ -204,6 +204,34 @@ def test_chunked_rasterization_gives_the_same_image():
     assert (whole.face_index >= 0).any()
 
 
+def pixel_grid_clip_vertices(size: int, offset: tuple[float, float], seed: int = 0):
+    """A flat grid seen head-on: one vertex per pixel centre (moved by ``offset`` pixels),
+    one ring of vertices outside the image, random positive w (the same picture in 2D)."""
+    coords = torch.arange(-1, size + 1, dtype=torch.float64)
+    row, col = torch.meshgrid(coords + offset[1], coords + offset[0], indexing="ij")
+    x = (2 * col + 1) / size - 1
+    y = 1 - (2 * row + 1) / size
+    gen = torch.Generator().manual_seed(seed)
+    w = 1.5 + torch.rand(x.shape, generator=gen, dtype=torch.float64)
+    clip = torch.stack([x * w, y * w, torch.zeros_like(w), w], -1).reshape(1, -1, 4)
+    n = size + 2
+    idx = torch.arange(n * n).reshape(n, n)
+    tl, tr, bl, br = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    faces = torch.cat([torch.stack([tl, bl, tr], -1), torch.stack([tr, bl, br], -1)])
+    return clip.float(), faces.reshape(-1, 3)
+
+
+@pytest.mark.parametrize(
+    "size, offset", [(224, (0.001, 0.0005)), (224, (0.0, 0.0)), (512, (0.01, 0.003))]
+)
+def test_closed_surface_has_no_holes_in_float32(size, offset):
+    # pixel centres on or within a hair of vertices and shared edges: float32 rounding must
+    # never leave a pixel between two neighbouring triangles uncovered
+    clip, faces = pixel_grid_clip_vertices(size, offset)
+    fragments = rasterize(clip, faces, (size, size))
+    assert int((fragments.face_index < 0).sum()) == 0
+
+
 def test_row_zero_is_the_top_and_x_grows_to_the_right():
     # a triangle in the upper-right quadrant seen from the front (+z, y up)
     vertices = torch.tensor([[0.1, 0.1, 0.0], [0.8, 0.1, 0.0], [0.1, 0.8, 0.0]])

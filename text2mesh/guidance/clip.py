@@ -30,8 +30,8 @@ __all__ = [
     "ClipModel",
     "import_open_clip",
     "load_clip",
-    "random_clip",
     "preprocess_images",
+    "random_clip",
     "tiny_checkpoint_path",
 ]
 
@@ -134,8 +134,14 @@ class ClipModel:
         return self.tokenizer(list(texts)).to(self.device)
 
     def n_tokens(self, text: str) -> int:
-        """Number of tokens ``text`` needs including start/end tokens (> context_length: truncated)."""
-        return len(self.tokenizer.encode(text)) + 2
+        """Number of tokens ``text`` needs including start/end tokens (> context_length: truncated).
+
+        Exact for open_clip's standard BPE tokenizer; for other tokenizers, the count after
+        truncation (so never more than ``context_length``)."""
+        encode = getattr(self.tokenizer, "encode", None)
+        if callable(encode):
+            return len(encode(text)) + 2
+        return int((self.tokenizer([text]) != 0).sum())
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] in [0,1] -> [B,3,h,w] normalized at the model's input size (differentiable)."""
@@ -306,7 +312,7 @@ def load_clip(
             force_quick_gelu=weights.quick_gelu,
             require_pretrained=True,
         )
-    except Exception as exc:  # torch.load / load_state_dict fail with many types for a bad file
+    except Exception as exc:  # noqa: BLE001 -- torch.load / load_state_dict fail with many types for a bad file
         raise ClipError(f"cannot load CLIP {name} weights from {source}: {_first_line(exc)}") from None
     logger.info("loaded CLIP %s from %s", name, source)
     return ClipModel(model, open_clip.get_tokenizer(name), name, source)

@@ -23,9 +23,9 @@ __all__ = [
     "COLOURS",
     "PATTERNS",
     "SyntheticBatch",
-    "make_batch",
     "caption_matches",
     "colour_prompts",
+    "make_batch",
     "pattern_prompts",
 ]
 
@@ -211,22 +211,19 @@ def _pick(options: tuple[str, ...], r: float) -> str:
 
 
 def _caption(colour: int, second: int, pattern: int, r: list[float]) -> tuple[str, int, int, int]:
-    """One caption for an image and what it mentions (colour, second colour, pattern; -1: not).
-
-    A caption naming only a colour ("a red object", "red") means a plain object of that colour:
-    it is not true of patterned ones, so "black" and "black and white stripes" stay apart."""
+    """One caption for an image and what it mentions (colour, second colour, pattern; -1: not)."""
     c1 = COLOUR_NAMES[colour]
     noun = _pick(NOUNS, r[1])
     pname = PATTERNS[pattern]
     if pattern == 0:
         templates = [
-            (_a(f"{c1} {noun}"), colour, -1, 0),
-            (f"something {c1}", colour, -1, 0),
-            (f"a photo of {_a(c1)} {noun}", colour, -1, 0),
-            (f"a 3d render of {_a(c1)} {noun}", colour, -1, 0),
+            (_a(f"{c1} {noun}"), colour, -1, -1),
+            (f"something {c1}", colour, -1, -1),
+            (f"a photo of {_a(c1)} {noun}", colour, -1, -1),
+            (f"a 3d render of {_a(c1)} {noun}", colour, -1, -1),
             (f"a plain {c1} {noun}", colour, -1, 0),
             (f"{_a(c1)} {noun} with no pattern", colour, -1, 0),
-            (c1, colour, -1, 0),
+            (c1, colour, -1, -1),
             (_a(f"{_pick(PATTERN_ADJECTIVES['plain'], r[2])} {noun}"), -1, -1, 0),
             (_a(noun), -1, -1, -1),
         ]
