@@ -129,4 +129,4 @@ def test_scene_render_is_the_shared_renderers_unlit_picture():
     full = Renderer(antialias=False).render(
         scene.vertices, scene.faces, scene.cameras, scene.colors(texture), lighting="unlit"
     )
-    assert torch.allclose(scene.render(texture).double(), full.images, atol=1e-6)
+    assert torch.allclose(scene.render(texture), full.images, atol=1e-6)

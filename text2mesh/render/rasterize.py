@@ -198,61 +198,51 @@ def _check_inputs(
     return clip_vertices, faces, (height, width)
 
 
-def _edge_coefficients(
-    tri: Tensor, image_size: tuple[int, int], col0: Tensor, row0: Tensor
-) -> Tensor:
+def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], boxes: Tensor) -> Tensor:
     """Edge functions of triangles relative to their pixel boxes, packed for scanning.
+
+    Watertightness: the coefficients are computed in float64 from the (float32) clip
+    coordinates, so the edges of the triangles around a shared vertex meet at that vertex
+    (in float32 the cross products lose up to ~0.05 pixel on small triangles, leaving gaps
+    between the fans of neighbouring triangles). Being relative to each triangle's box, they
+    are then evaluated accurately in the input dtype; what rounding remains differs between two
+    triangles sharing an edge, so each edge function is raised by a tolerance of 16 ulps of the
+    magnitude of its terms over the box (about 1e-3 pixel for a 200-pixel triangle, 1e-5 for a
+    pixel-sized one): neighbouring triangles overlap by that sliver, the depth test decides
+    between them, and no pixel centre between them is missed.
 
     Args:
         tri: [4, 3, T] clip-space triangles, component-major (x, y, z, w rows; corners).
-        col0, row0: [T] int64 origin of each triangle's pixel box.
+        boxes: [4, T] int64 pixel boxes (col0, row0, n_cols, n_rows) from :func:`_chunk_boxes`.
     Returns:
-        [14, T]: rows 0-3, 4-7, 8-11 are a, b, c of the four functions e_0, e_1, e_2 and
-        zn (the NDC-depth numerator), each ``a * col_in + b * row_in + c`` at the pixel
-        (row0 + row_in, col0 + col_in); row 12 is |det|, row 13 the sum of the three edge
-        tolerances. Signs are flipped where det < 0, and each e_i is raised by its tolerance
-        (see :func:`_edge_tolerance`), so a pixel is covered when e_i >= 0 and
-        -|det| <= zn <= |det|; ``e_0 + e_1 + e_2 - row 13`` is the true sum (``|det| / w``).
+        [14, T] in tri's dtype: rows 0-3, 4-7, 8-11 are a, b, c of the four functions e_0,
+        e_1, e_2 and zn (the NDC-depth numerator), each ``a * col_in + b * row_in + c`` at the
+        pixel (row0 + row_in, col0 + col_in); row 12 is |det|, row 13 the sum of the three
+        edge tolerances. Signs are flipped where det < 0 and the tolerances are included in c,
+        so a pixel is covered when e_i >= 0 and -|det| <= zn <= |det|;
+        ``e_0 + e_1 + e_2 - row 13`` is the true sum (``|det| / w``).
     """
     height, width = image_size
-    x, y, z, w = tri.unbind(0)  # each [3, T]; x[i] is corner i
+    dtype = tri.dtype
+    x, y, z, w = tri.double().unbind(0)  # each [3, T]; x[i] is corner i
     m = [_cross(x, y, w, (i + 1) % 3, (i + 2) % 3) for i in range(3)]  # (mx, my, mz) per edge
     det = x[0] * m[0][0] + y[0] * m[0][1] + w[0] * m[0][2]
     m.append(tuple(z[0] * m[0][c] + z[1] * m[1][c] + z[2] * m[2][c] for c in range(3)))
-    sign = torch.where(det < 0, -1.0, 1.0).to(tri.dtype)
+    sign = torch.where(det < 0, -1.0, 1.0).to(det.dtype)
     sx, sy = sign * (2.0 / width), sign * (-2.0 / height)
-    col0 = col0.to(tri.dtype)
-    row0 = row0.to(tri.dtype)
+    col0, row0, n_cols, n_rows = boxes.to(det.dtype)
     a = [mx * sx for mx, _, _ in m]
     b = [my * sy for _, my, _ in m]
     c = [
         (mx * (1.0 / width - 1.0) + my * (1.0 - 1.0 / height) + mz) * sign + ai * col0 + bi * row0
         for (mx, my, mz), ai, bi in zip(m, a, b)
     ]
-    tolerance = [_edge_tolerance(*m[i]) for i in range(3)]
+    ulps = 16 * torch.finfo(dtype).eps
+    tolerance = [(a[i].abs() * n_cols + b[i].abs() * n_rows + c[i].abs()) * ulps for i in range(3)]
     for i in range(3):
         c[i] = c[i] + tolerance[i]
     total_tolerance = tolerance[0] + tolerance[1] + tolerance[2]
-    return torch.stack([*a, *b, *c, det.abs(), total_tolerance])
-
-
-def _edge_tolerance(mx: Tensor, my: Tensor, mz: Tensor) -> Tensor:
-    """How far below zero an edge function may be at a covered pixel (watertightness).
-
-    Two triangles sharing an edge evaluate its edge function with different roundings (their
-    coefficients are relative to different pixel boxes), so in float32 a pixel centre very
-    close to a shared edge or vertex could fail both tests and leave a hole in a closed
-    surface. The rounding error of ``e = mx X + my Y + mz`` (|X|, |Y| <~ 1 in NDC) is a few
-    ulps of ``|mx| + |my| + |mz|``; accepting e down to 128 ulps of that makes neighbouring
-    triangles overlap by a sliver (about 0.002 pixel at 224x224, 0.02 at 1024x1024 in the
-    worst case) that the depth test resolves, and no pixel between them is missed.
-
-    Args:
-        mx, my, mz: [T] the edge function's coefficients (in NDC).
-    Returns:
-        [T] tolerance >= 0 in the same units.
-    """
-    return (mx.abs() + my.abs() + mz.abs()) * (128 * torch.finfo(mx.dtype).eps)
+    return torch.stack([*a, *b, *c, det.abs(), total_tolerance]).to(dtype)
 
 
 def _cross(x, y, w, j: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -298,7 +288,7 @@ def _depth_test(
         corner_rows = view * num_vertices + faces_soa.index_select(1, face)  # [3, T]
         tri = clip_soa.index_select(1, corner_rows.view(-1)).view(4, 3, -1)
         boxes = boxes.index_select(1, keep)
-        floats = _edge_coefficients(tri, image_size, boxes[0], boxes[1])
+        floats = _edge_coefficients(tri, image_size, boxes)
         counts = counts.index_select(0, keep) * (floats[12] > 0)  # degenerate: nothing
         _scan_candidates(keys, floats, boxes, counts, view, face, image_size, max_candidates)
     return keys, orientation
@@ -369,7 +359,7 @@ def _chunk_boxes(
         tri = clip_vertices.reshape(-1, 4)[rows]
         part_lo, part_hi = _clipped_extent(tri, image_size)
         lo[:, partial], hi[:, partial] = part_lo.t(), part_hi.t()
-    eps = 1e-4
+    eps = 2e-3  # pixels: rounding of the projection, and the edge tolerances
     size = lo.new_tensor([[width], [height]])
     first = torch.ceil(lo - eps).clamp(min=0).minimum(size).long()
     last = torch.floor(hi + eps).minimum(size - 1).clamp(min=-1).long()
