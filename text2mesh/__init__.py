@@ -8,6 +8,11 @@ _API = {
     "resume": "api",
     "load_run": "api",
     "StyleResult": "api",
+    "imagine": "imagine",
+    "imagine_variations": "imagine",
+    "vary": "imagine",
+    "load_image_run": "imagine",
+    "ImageResult": "imagine",
     "load_config": "config",
     "Config": "config",
 }

@@ -53,6 +53,37 @@ def _preset_mesh(path: str | None) -> str | None:
     return str(in_project) if in_project.exists() else path
 
 
+def _mesh_options(command):
+    """The mesh-preparation flags (MeshConfig fields), shared by commands that prepare a mesh."""
+    options = [
+        click.option("--up-axis", type=click.Choice(["x", "y", "z", "-x", "-y", "-z"]),
+                     help="Axis of the input that points up (default y; Blender exports: z)."),
+        click.option("--max-edge", type=click.FloatRange(min=0), metavar="L",
+                     help="Split edges longer than L (unit-sphere units; 0: off). Sets the style's resolution."),
+        click.option("--max-faces", type=click.IntRange(min=0), metavar="N",
+                     help="Decimate meshes above N faces (0: off)."),
+        click.option("--no-clean", "no_clean", is_flag=True, default=None,
+                     help="Keep the mesh as loaded (no merging of duplicate vertices, no dropped faces)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _mesh_overrides(up_axis, max_edge, max_faces, no_clean) -> dict:
+    """Mesh flags -> a partial config dict; 0 turns a limit off."""
+    out: dict = {}
+    if up_axis is not None:
+        out["up_axis"] = up_axis
+    if max_edge is not None:
+        out["max_edge"] = max_edge or None
+    if max_faces is not None:
+        out["max_faces"] = max_faces or None
+    if no_clean:
+        out["clean"] = False
+    return {"mesh": out} if out else {}
+
+
 @cli.command()
 @click.argument("mesh", required=False)
 @click.argument("prompt", required=False)
@@ -72,19 +103,25 @@ def _preset_mesh(path: str | None) -> str | None:
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+@_mesh_options
 def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, clip_pretrained, clip_checkpoint,
-            device, prompts, image_prompts, negatives, settings, overwrite, resume_dir, quiet) -> None:
+            device, prompts, image_prompts, negatives, settings, overwrite, resume_dir, quiet,
+            up_axis, max_edge, max_faces, no_clean) -> None:
     """Stylize MESH so it looks like PROMPT; writes a run folder (mesh files, renders, losses)."""
     from . import api
-    from .config import load_config
+    from .config import load_config, merge_dicts
     from .run import default_run_dir
 
     if resume_dir is not None:
-        if mesh or prompt or prompts or image_prompts or negatives or preset or config_file or settings:
+        mesh_flags = _mesh_overrides(up_axis, max_edge, max_faces, no_clean)
+        if mesh or prompt or prompts or image_prompts or negatives or preset or config_file or settings or mesh_flags:
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --iters/--device/--quiet)")
         result = api.resume(resume_dir, progress=not quiet, iters=iters, device=device)
     else:
-        overrides = _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings)
+        overrides = merge_dicts(
+            _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings),
+            _mesh_overrides(up_axis, max_edge, max_faces, no_clean),
+        )
         cfg = load_config(preset=preset or (None if config_file else "default"), path=config_file, overrides=overrides)
         mesh = mesh or _preset_mesh(cfg.mesh_path)
         if not mesh:
@@ -94,8 +131,16 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
         out_dir = output or default_run_dir(Path(mesh).stem, api.main_prompt(cfg))
         result = api.stylize(mesh, None, cfg, out_dir, overwrite=overwrite, progress=not quiet)
     if not quiet:
-        files = sorted(p.name for p in result.run_dir.iterdir() if p.is_file())
-        click.echo(f"wrote {result.run_dir}: {', '.join(files)}, renders/")
+        _echo_first_files(result.run_dir)
+
+
+def _echo_first_files(run_dir: Path) -> None:
+    """Print the run folder and the files a user will want to open first."""
+    first = [*sorted(run_dir.glob("*_stylized.*")), *(run_dir / "renders" / n for n in ("before_after.png", "turntable.gif"))]
+    click.echo(f"wrote {run_dir}; open first:")
+    for path in first:
+        if path.is_file():
+            click.echo(f"  {path}")
 
 
 @cli.command("export")

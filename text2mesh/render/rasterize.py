@@ -199,28 +199,24 @@ def _check_inputs(
 
 
 def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], boxes: Tensor) -> Tensor:
-    """Edge functions of triangles relative to their pixel boxes, packed for scanning.
+    """Scan coefficients from clip coordinates (for triangles crossing the camera plane).
 
-    Watertightness: the coefficients are computed in float64 from the (float32) clip
-    coordinates, so the edges of the triangles around a shared vertex meet at that vertex
-    (in float32 the cross products lose up to ~0.05 pixel on small triangles, leaving gaps
-    between the fans of neighbouring triangles). Being relative to each triangle's box, they
-    are then evaluated accurately in the input dtype; what rounding remains differs between two
-    triangles sharing an edge, so each edge function is raised by a tolerance of 16 ulps of the
-    magnitude of its terms over the box (about 1e-3 pixel for a 200-pixel triangle, 1e-5 for a
-    pixel-sized one): neighbouring triangles overlap by that sliver, the depth test decides
-    between them, and no pixel centre between them is missed.
+    The homogeneous edge functions need no division by w, so they also work for triangles
+    with vertices behind the camera. They are computed in float64: in float32 the cross
+    products of nearby vertices lose up to ~0.05 pixel, leaving gaps between neighbouring
+    triangles. Relative to each triangle's box they are then evaluated accurately in the
+    input dtype, with the tolerance of :func:`_add_tolerance`.
 
     Args:
         tri: [4, 3, T] clip-space triangles, component-major (x, y, z, w rows; corners).
         boxes: [4, T] int64 pixel boxes (col0, row0, n_cols, n_rows) from :func:`_chunk_boxes`.
     Returns:
-        [14, T] in tri's dtype: rows 0-3, 4-7, 8-11 are a, b, c of the four functions e_0,
+        [16, T] in tri's dtype: rows 0-3, 4-7, 8-11 are a, b, c of the four functions e_0,
         e_1, e_2 and zn (the NDC-depth numerator), each ``a * col_in + b * row_in + c`` at the
-        pixel (row0 + row_in, col0 + col_in); row 12 is |det|, row 13 the sum of the three
-        edge tolerances. Signs are flipped where det < 0 and the tolerances are included in c,
-        so a pixel is covered when e_i >= 0 and -|det| <= zn <= |det|;
-        ``e_0 + e_1 + e_2 - row 13`` is the true sum (``|det| / w``).
+        pixel (row0 + row_in, col0 + col_in); row 12 is |det|; rows 13-15 a, b, c of
+        ``q = e_0 + e_1 + e_2`` before the tolerance, so the view depth is ``w = |det| / q``.
+        Signs are flipped where det < 0, so a pixel is covered when e_i >= 0,
+        -|det| <= zn <= |det| and q > 0.
     """
     height, width = image_size
     dtype = tri.dtype
@@ -237,12 +233,63 @@ def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], boxes: Tensor) 
         (mx * (1.0 / width - 1.0) + my * (1.0 - 1.0 / height) + mz) * sign + ai * col0 + bi * row0
         for (mx, my, mz), ai, bi in zip(m, a, b)
     ]
-    ulps = 16 * torch.finfo(dtype).eps
-    tolerance = [(a[i].abs() * n_cols + b[i].abs() * n_rows + c[i].abs()) * ulps for i in range(3)]
+    inverse_depth = [a[0] + a[1] + a[2], b[0] + b[1] + b[2], c[0] + c[1] + c[2]]
+    _add_tolerance(a, b, c, n_cols, n_rows, torch.finfo(dtype).eps)
+    return torch.stack([*a, *b, *c, det.abs(), *inverse_depth]).to(dtype)
+
+
+def _screen_coefficients(corners: Tensor, boxes: Tensor) -> Tensor:
+    """Scan coefficients of triangles entirely in front of the camera, from screen positions.
+
+    The 2D edge functions are built from the vertices' pixel positions relative to the
+    triangle's box, so the triangles around a vertex all see the same (rounded) vertex and
+    their edges meet exactly there; what rounding remains is covered by the tolerance (see
+    :func:`_add_tolerance`). 1 / w and z / w are linear in screen space, which gives the
+    perspective-correct depth and the near/far test.
+
+    Args:
+        corners: [4, 3, T] rows col, row, 1/w, z/w (from :func:`_project_vertices`) per corner.
+        boxes: [4, T] int64 pixel boxes (col0, row0, n_cols, n_rows).
+    Returns:
+        [16, T], laid out as in :func:`_edge_coefficients` with twice the signed screen area
+        in place of det: rows 0-11 e_0, e_1, e_2, zn; row 12 |2 area|; rows 13-15 the
+        function whose value q gives the view depth ``w = row 12 / q``.
+    """
+    col, row, inv_w, ndc_z = corners.unbind(0)  # each [3, T]
+    col0, row0, n_cols, n_rows = boxes.to(corners.dtype)
+    u = col - col0
+    v = row - row0
+    a, b, c = [], [], []
     for i in range(3):
-        c[i] = c[i] + tolerance[i]
-    total_tolerance = tolerance[0] + tolerance[1] + tolerance[2]
-    return torch.stack([*a, *b, *c, det.abs(), total_tolerance]).to(dtype)
+        j, k = (i + 1) % 3, (i + 2) % 3
+        du, dv = u[k] - u[j], v[k] - v[j]
+        a.append(-dv)
+        b.append(du)
+        c.append(dv * u[j] - du * v[j])
+    area = a[0] * u[0] + b[0] * v[0] + c[0]
+    sign = torch.where(area < 0, -1.0, 1.0).to(area.dtype)
+    a = [ai * sign for ai in a]
+    b = [bi * sign for bi in b]
+    c = [ci * sign for ci in c]
+    z = [sum(coef[i] * ndc_z[i] for i in range(3)) for coef in (a, b, c)]
+    inverse_depth = [sum(coef[i] * inv_w[i] for i in range(3)) for coef in (a, b, c)]
+    _add_tolerance(a, b, c, n_cols, n_rows, torch.finfo(corners.dtype).eps)
+    return torch.stack([*a, z[0], *b, z[1], *c, z[2], area.abs(), *inverse_depth])
+
+
+def _add_tolerance(
+    a: list[Tensor], b: list[Tensor], c: list[Tensor], n_cols: Tensor, n_rows: Tensor, eps: float
+) -> None:
+    """Raise each edge function ``a * col + b * row + c`` by 16 ulps of its terms' size.
+
+    Two triangles sharing an edge evaluate it with different roundings (their coefficients
+    are relative to different boxes), so a pixel centre on or within a hair of the edge could
+    fail both tests and leave a hole in a closed surface. The tolerance (about 1e-5 pixel for a
+    pixel-sized triangle, 1e-3 pixel for a 200-pixel one) makes neighbours overlap by a sliver
+    that the depth test resolves. Modifies ``c`` in place.
+    """
+    for i in range(3):
+        c[i] = c[i] + (a[i].abs() * n_cols + b[i].abs() * n_rows + c[i].abs()) * (16 * eps)
 
 
 def _cross(x, y, w, j: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -255,10 +302,17 @@ def _cross(x, y, w, j: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _depth_test(
-    clip_vertices: Tensor, faces: Tensor, image_size: tuple[int, int], max_candidates: int
+    clip_vertices: Tensor,
+    faces: Tensor,
+    image_size: tuple[int, int],
+    max_candidates: int,
+    cull: Tensor | None = None,
 ) -> Tensor:
     """Nearest (depth, face) key per pixel.
 
+    Args:
+        cull: None, or [B] int8 per view: 1 / -1 skip the faces that are counter-clockwise /
+            clockwise on screen (and entirely in front of the camera), 0 skip none.
     Returns:
         keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_EMPTY_KEY`` for background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
@@ -274,43 +328,75 @@ def _depth_test(
     projected = _project_vertices(clip_vertices, image_size)
     num_vertices = clip_vertices.shape[1]
     clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]: x, y, z, w rows
+    screen_soa = torch.stack(projected[:4]).view(4, -1)  # [4, B*V]: col, row, 1/w, z/w rows
     faces_soa = faces.t().contiguous()  # [3, F]
     faces_per_chunk = max(1, max_candidates // (4 * batch))
     for start in range(0, num_faces, faces_per_chunk):
         chunk = faces_soa[:, start : start + faces_per_chunk]
         boxes, counts, chunk_orientation = _chunk_boxes(clip_vertices, projected, chunk, image_size)
         orientation[:, start : start + chunk.shape[1]] = chunk_orientation.view(batch, -1)
+        if cull is not None:
+            culled = (chunk_orientation.view(batch, -1) == cull[:, None]) & (cull[:, None] != 0)
+            counts = counts * ~culled.view(-1)
         keep = torch.nonzero(counts).squeeze(1)
         if keep.numel() == 0:
             continue
         view = torch.div(keep, chunk.shape[1], rounding_mode="floor")
         face = keep - view * chunk.shape[1] + start
         corner_rows = view * num_vertices + faces_soa.index_select(1, face)  # [3, T]
-        tri = clip_soa.index_select(1, corner_rows.view(-1)).view(4, 3, -1)
         boxes = boxes.index_select(1, keep)
-        floats = _edge_coefficients(tri, image_size, boxes)
+        in_front = chunk_orientation.index_select(0, keep) != 0
+        if bool(in_front.all()):
+            corners = screen_soa.index_select(1, corner_rows.view(-1)).view(4, 3, -1)
+            floats = _screen_coefficients(corners, boxes)
+        else:
+            floats = _mixed_coefficients(
+                clip_soa, screen_soa, corner_rows, in_front, boxes, image_size
+            )
         counts = counts.index_select(0, keep) * (floats[12] > 0)  # degenerate: nothing
         _scan_candidates(keys, floats, boxes, counts, view, face, image_size, max_candidates)
     return keys, orientation
 
 
+def _mixed_coefficients(
+    clip_soa: Tensor,
+    screen_soa: Tensor,
+    corner_rows: Tensor,
+    in_front: Tensor,
+    boxes: Tensor,
+    image_size: tuple[int, int],
+) -> Tensor:
+    """[16, T] scan coefficients: screen-space for triangles in front, homogeneous otherwise."""
+    floats = clip_soa.new_empty(16, corner_rows.shape[1])
+    front_idx = torch.nonzero(in_front).squeeze(1)
+    other_idx = torch.nonzero(~in_front).squeeze(1)
+    if front_idx.numel():
+        rows = corner_rows.index_select(1, front_idx).reshape(-1)
+        corners = screen_soa.index_select(1, rows).view(4, 3, -1)
+        floats[:, front_idx] = _screen_coefficients(corners, boxes.index_select(1, front_idx))
+    rows = corner_rows.index_select(1, other_idx).reshape(-1)
+    tri = clip_soa.index_select(1, rows).view(4, 3, -1)
+    floats[:, other_idx] = _edge_coefficients(tri, image_size, boxes.index_select(1, other_idx))
+    return floats
+
+
 def _project_vertices(
     clip_vertices: Tensor, image_size: tuple[int, int]
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Per-vertex pixel coordinates.
 
     Returns:
         col, row: [B, V] in pixel-index units (pixel centres at integers, row 0 at the top);
-            only meaningful where ``front``.
+        inv_w, ndc_z: [B, V] 1 / w and z / w; these four are only meaningful where ``front``.
         front: [B, V] int8, 1 for a finite vertex in front of the near plane (z >= -w, w > 0).
     """
     height, width = image_size
     w = clip_vertices[..., 3]
     front = (clip_vertices[..., 2] + w >= 0) & (w > 0) & torch.isfinite(clip_vertices).all(-1)
-    safe_w = torch.where(front, w, torch.ones_like(w))
-    col = (clip_vertices[..., 0] / safe_w + 1) * (width / 2) - 0.5
-    row = (1 - clip_vertices[..., 1] / safe_w) * (height / 2) - 0.5
-    return col, row, front.to(torch.int8)
+    inv_w = 1 / torch.where(front, w, torch.ones_like(w))
+    col = (clip_vertices[..., 0] * inv_w + 1) * (width / 2) - 0.5
+    row = (1 - clip_vertices[..., 1] * inv_w) * (height / 2) - 0.5
+    return col, row, inv_w, clip_vertices[..., 2] * inv_w, front.to(torch.int8)
 
 
 def _chunk_boxes(
@@ -322,7 +408,7 @@ def _chunk_boxes(
     """Pixel boxes of a chunk of faces in every view.
 
     Args:
-        projected: (col, row, front) from :func:`_project_vertices`.
+        projected: from :func:`_project_vertices`.
         chunk: [3, Fc] vertex indices (one row per corner).
     Returns:
         boxes: [4, B*Fc] int64 rows col0, row0, n_cols, n_rows; columns view-major.
@@ -330,7 +416,7 @@ def _chunk_boxes(
         orientation: [B*Fc] int8, 1/-1 counter-clockwise/clockwise on screen, 0 unknown.
     """
     height, width = image_size
-    col, row, front = projected
+    col, row, _, _, front = projected
     batch, num_chunk = col.shape[0], chunk.shape[1]
     flat_chunk = chunk.reshape(-1)
     c0, c1, c2 = col.index_select(1, flat_chunk).view(batch, 3, num_chunk).unbind(1)
@@ -408,7 +494,7 @@ def _scan_candidates(
 
     Args:
         keys: [B*H*W] int64 running minimum keys.
-        floats: [14, T] from :func:`_edge_coefficients`; boxes: [4, T] from
+        floats: [16, T] from :func:`_edge_coefficients` or :func:`_screen_coefficients`; boxes: [4, T] from
             :func:`_chunk_boxes`; counts: [T] >= 0 pixels to scan per box; view, face: [T].
     """
     height, width = image_size
@@ -439,7 +525,7 @@ def _scan_candidates(
         rowf = row_in.to(f.dtype)
         e = [f[i] * colf + f[4 + i] * rowf + f[8 + i] for i in range(4)]
         d = f[12]
-        total = e[0] + e[1] + e[2] - f[13]
+        total = f[13] * colf + f[14] * rowf + f[15]
         inside = (e[0] >= 0) & (e[1] >= 0) & (e[2] >= 0) & (e[3] >= -d) & (e[3] <= d)
         inside &= total > 0  # a sliver's tolerance band may reach where its plane is behind
         idx = torch.nonzero(inside).squeeze(1)
