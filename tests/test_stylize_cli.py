@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from stylize_helpers import save_tiny_clip_weights, set_flags, write_tiny_mesh
+from stylize_helpers import INPUT_SCALE, save_tiny_clip_weights, set_flags, write_tiny_mesh
 
 from text2mesh.cli import main
 from text2mesh.run import read_losses
@@ -159,3 +159,23 @@ def test_sigint_saves_a_valid_export_and_exits_non_zero(files, tmp_path):
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 1 <= state["loop"]["step"] < 100000
     assert len(read_losses(out / "loss.csv")) == state["loop"]["step"]
+
+
+def test_mesh_flags_decimate_and_reorient_the_working_mesh(files, capsys, tmp_path):
+    out = tmp_path / "run"
+    args = ["stylize", str(files["mesh"]), "a blue object", "-o", str(out), "--iters", "1", "--quiet",
+            *tiny_args(files), "--max-faces", "400", "--up-axis", "z"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    styled = trimesh.load(out / "blob_stylized.obj", process=False)
+    source = trimesh.load(files["mesh"], process=False)
+    assert len(styled.faces) <= 400 < len(source.faces)
+    # Outputs come back in the input's own frame whatever the working orientation was.
+    assert np.allclose(styled.bounds, source.bounds, atol=0.15 * INPUT_SCALE)
+    saved = (out / "config.yaml").read_text()
+    assert "up_axis: z" in saved and "max_faces: 400" in saved
+
+
+def test_mesh_flag_errors_are_one_line(files, capsys, tmp_path):
+    code, _, err = run_cli(["stylize", str(files["mesh"]), "red", "--max-faces", "-3"], capsys)
+    assert code != 0 and "--max-faces" in err and "Traceback" not in err
