@@ -14,13 +14,7 @@ from text2mesh.canvas import (
 from text2mesh.config import FieldConfig
 from text2mesh.render import Renderer
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are small: one intra-op thread is many times faster than two on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL_FIELD = FieldConfig(width=32, n_frequencies=16, depth=1, head_depth=1)

@@ -1,6 +1,12 @@
 import pytest
 
-from text2mesh.config import Config, config_from_dict, list_presets, load_config, save_config
+from text2mesh.config import (
+    Config,
+    config_from_dict,
+    list_presets,
+    load_config,
+    save_config,
+)
 from text2mesh.errors import ConfigError
 
 

@@ -5,14 +5,7 @@ import torch
 
 from text2mesh.cutouts import CutoutSchedule, cutout_boxes, make_cutouts
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are small: one intra-op thread is many times faster than two on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_schedule_goes_from_large_to_small():

@@ -6,7 +6,12 @@ import numpy as np
 import pygltflib
 import pytest
 import trimesh
-from export_helpers import glb_texture, nearest_input_vertex, sample_bilinear, srgb_from_linear
+from export_helpers import (
+    glb_texture,
+    nearest_input_vertex,
+    sample_bilinear,
+    srgb_from_linear,
+)
 
 from text2mesh.errors import ConfigError
 from text2mesh.export import export_mesh
@@ -138,10 +143,9 @@ def test_unknown_format_and_textured_ply_are_user_errors(tmp_path, colored_mesh)
 def test_interrupted_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "mesh.ply"
     target.write_bytes(b"previous")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half a fi")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a fi")
+        raise KeyboardInterrupt
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.ply"]
 

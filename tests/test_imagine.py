@@ -10,13 +10,7 @@ from text2mesh.config import load_config
 from text2mesh.guidance.clip import random_clip, tiny_checkpoint_path
 from text2mesh.imagine import build_canvas, imagine, load_image_run, vary
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are small: one intra-op thread is many times faster than two on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 needs_tiny = pytest.mark.skipif(
@@ -114,7 +108,7 @@ def test_image_prompt_pulls_the_canvas_toward_its_colours(clip, tmp_path):
     cfg = small_config("pixels", iters=20)
     before = mean_colour(build_canvas(cfg).texture((32, 32)).detach())
     after = mean_colour(imagine(None, cfg, image_prompts=[blue], clip=clip).image)
-    blueness = lambda c: float(c[2] - (c[0] + c[1]) / 2)  # noqa: E731
+    blueness = lambda c: float(c[2] - (c[0] + c[1]) / 2)
     assert blueness(after) > blueness(before) + 0.05, (before, after)
 
 

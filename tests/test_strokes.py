@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from text2mesh.strokes import Strokes, bezier_points, composite_over, random_strokes, render_strokes, stroke_coverage
+from text2mesh.strokes import (
+    Strokes,
+    bezier_points,
+    composite_over,
+    random_strokes,
+    render_strokes,
+    stroke_coverage,
+)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are small: one intra-op thread is many times faster than two on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def one_stroke(points, width=0.1, color=(1.0, 0.0, 0.0), opacity=1.0, grad=False) -> Strokes:

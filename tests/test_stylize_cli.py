@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from stylize_helpers import INPUT_SCALE, save_tiny_clip_weights, set_flags, write_tiny_mesh
+from stylize_helpers import (
+    INPUT_SCALE,
+    save_tiny_clip_weights,
+    set_flags,
+    write_tiny_mesh,
+)
 
 from text2mesh.cli import main
 from text2mesh.run import read_losses

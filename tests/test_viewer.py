@@ -102,8 +102,8 @@ def test_view_shows_the_mesh_colors_and_closes(frames):
 def test_view_before_after_puts_the_grey_base_left_of_the_colored_mesh(frames):
     frame = frames["before_after"]
     left, right = frame[:, :160].reshape(-1, 3).astype(int), frame[:, 160:].reshape(-1, 3).astype(int)
-    grey = lambda px: (np.ptp(px, axis=1) < 12) & (px[:, 0] < 235) & (px[:, 0] > 60)  # noqa: E731
-    red = lambda px: (px[:, 0] > 120) & (px[:, 1] < 60) & (px[:, 2] < 60)  # noqa: E731
+    grey = lambda px: (np.ptp(px, axis=1) < 12) & (px[:, 0] < 235) & (px[:, 0] > 60)
+    red = lambda px: (px[:, 0] > 120) & (px[:, 1] < 60) & (px[:, 2] < 60)
     assert grey(left).mean() > 0.05 and red(left).mean() < 0.01
     assert red(right).mean() > 0.05
 

@@ -30,16 +30,16 @@ from torch import Tensor, nn
 
 from .config import FieldConfig
 from .field import StyleField
-from .strokes import Strokes, random_strokes, render_strokes
 from .render import Fragments, composite, interpolate, rasterize, transform_vertices
+from .strokes import Strokes, random_strokes, render_strokes
 from .views import Cameras, cameras_from_angles
 
 __all__ = [
     "Canvas",
+    "CanvasScene",
     "FieldCanvas",
     "PixelCanvas",
     "StrokeCanvas",
-    "CanvasScene",
     "canvas_scene",
     "plane_points",
     "resize_image",

@@ -34,7 +34,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .canvas import Canvas, CanvasScene, FieldCanvas, PixelCanvas, StrokeCanvas, canvas_scene, resize_image
+from .canvas import (
+    Canvas,
+    CanvasScene,
+    FieldCanvas,
+    PixelCanvas,
+    StrokeCanvas,
+    canvas_scene,
+    resize_image,
+)
 from .config import Config, OptimConfig, load_config, save_config
 from .cutouts import CutoutSchedule, make_cutouts
 from .errors import ConfigError, ImageError, Interrupted, RunFolderError

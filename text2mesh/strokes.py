@@ -25,7 +25,7 @@ from torch import Tensor
 
 EDGE_SLOPE = 4.0  # sigmoid steepness across a brush edge, per softness pixel
 
-__all__ = ["Strokes", "bezier_points", "composite_over", "random_strokes", "stroke_coverage", "render_strokes"]
+__all__ = ["Strokes", "bezier_points", "composite_over", "random_strokes", "render_strokes", "stroke_coverage"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Strokes:
     def __len__(self) -> int:
         return self.points.shape[0]
 
-    def __getitem__(self, index) -> "Strokes":
+    def __getitem__(self, index) -> Strokes:
         """Select strokes by index/slice/mask (keeps the stroke dimension)."""
         if isinstance(index, int):
             index = slice(index, index + 1)
@@ -55,7 +55,7 @@ class Strokes:
             self.points[index], self.widths[index], self.colors[index], self.opacities[index]
         )
 
-    def detach(self) -> "Strokes":
+    def detach(self) -> Strokes:
         return Strokes(
             self.points.detach(), self.widths.detach(), self.colors.detach(), self.opacities.detach()
         )

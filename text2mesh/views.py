@@ -40,7 +40,7 @@ class Cameras:
         """[B, 4, 4] world -> clip space (projection @ world_to_camera)."""
         return self.projection @ self.world_to_camera
 
-    def to(self, device: torch.device | str) -> "Cameras":
+    def to(self, device: torch.device | str) -> Cameras:
         return Cameras(
             self.world_to_camera.to(device),
             self.projection.to(device),
@@ -48,7 +48,7 @@ class Cameras:
             self.image_size,
         )
 
-    def __getitem__(self, index) -> "Cameras":
+    def __getitem__(self, index) -> Cameras:
         """Select cameras by index/slice/mask (keeps the batch dimension)."""
         if isinstance(index, int):
             index = slice(index, index + 1)

@@ -30,7 +30,13 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["Fragments", "pixel_centers_ndc", "rasterize"]
+__all__ = [
+    "Fragments",
+    "back_face_culling",
+    "is_closed_and_oriented",
+    "pixel_centers_ndc",
+    "rasterize",
+]
 
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _FACE_BITS = 32
@@ -132,6 +138,7 @@ def rasterize(
     image_size: tuple[int, int],
     *,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    cull: Tensor | None = None,
 ) -> Fragments:
     """Find the visible triangle, its barycentrics and depth at every pixel centre.
 
@@ -143,6 +150,10 @@ def rasterize(
         image_size: (H, W) in pixels.
         max_candidates: at most this many (view, face, pixel) candidates are held in memory
             at once; lower it to save memory, raise it for fewer chunks.
+        cull: None, or [B] int8 per view: 1 (-1) leaves out the faces that are
+            counter-clockwise (clockwise) on screen and entirely in front of the camera, 0
+            none. Only safe where no face turned away can be the nearest surface (see
+            :func:`back_face_culling`); it halves the work on closed meshes.
     Returns:
         :class:`Fragments`. Faces with zero projected area, triangles entirely behind the
         near plane or outside the view, and non-finite vertices are never drawn; triangles
@@ -152,7 +163,9 @@ def rasterize(
     batch = clip_vertices.shape[0]
     height, width = image_size
     with torch.no_grad():
-        keys, orientation = _depth_test(clip_vertices.detach(), faces, image_size, max_candidates)
+        keys, orientation = _depth_test(
+            clip_vertices.detach(), faces, image_size, max_candidates, cull
+        )
         pixel_index = torch.nonzero(keys != _EMPTY_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
     pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
@@ -174,6 +187,53 @@ def rasterize(
         front_facing=front_facing.view(batch, height, width),
         face_orientation=orientation,
     )
+
+
+def is_closed_and_oriented(faces: Tensor) -> bool:
+    """Whether every edge joins exactly two faces that traverse it in opposite directions.
+
+    Args:
+        faces: [F, 3] int64.
+    Returns:
+        True for a closed, consistently oriented (manifold-edged) triangle mesh.
+    """
+    if faces.shape[0] == 0:
+        return False
+    start = faces.reshape(-1)
+    end = faces.roll(-1, dims=1).reshape(-1)
+    size = int(faces.max()) + 1
+    ordered = torch.sort(start * size + end).values
+    if bool((ordered[1:] == ordered[:-1]).any()):
+        return False
+    return bool(torch.isin(end * size + start, ordered).all())
+
+
+def back_face_culling(vertices: Tensor, faces: Tensor, clip_vertices: Tensor) -> Tensor:
+    """Per-view ``cull`` for :func:`rasterize` that never changes what is visible.
+
+    For a closed, consistently oriented mesh (:func:`is_closed_and_oriented`, checked by the
+    caller) seen from outside, the nearest surface along any ray is a face turned towards the
+    camera, so the faces turned away can be skipped. A view qualifies when all vertices are in
+    front of the near plane (then the camera is outside the mesh, and no cut-open surface
+    shows its inside); the faces turned away are the clockwise ones when the mesh's signed
+    volume is positive (outward winding), the counter-clockwise ones when it is negative.
+    (A mesh made of several closed parts of which some are inside-out is not detected; such
+    a part would be drawn from its far side.)
+
+    Args:
+        vertices: [V, 3] world positions; faces: [F, 3] int64.
+        clip_vertices: [B, V, 4] the same vertices in clip space.
+    Returns:
+        [B] int8 ``cull`` argument for :func:`rasterize` (0 where a view does not qualify).
+    """
+    with torch.no_grad():
+        corners = vertices.detach().index_select(0, faces.reshape(-1)).view(-1, 3, 3)
+        v0, v1, v2 = corners.unbind(1)
+        volume = (v0 * torch.linalg.cross(v1, v2, dim=-1)).sum()
+        w = clip_vertices.detach()[..., 3]
+        in_front = ((clip_vertices.detach()[..., 2] + w >= 0) & (w > 0)).all(1)
+        side = -torch.sign(volume).to(torch.int8)
+        return torch.where(in_front, side, torch.zeros_like(side))
 
 
 def _check_inputs(

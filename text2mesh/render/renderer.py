@@ -11,7 +11,13 @@ from torch import Tensor
 from text2mesh.render.antialias import antialias, face_neighbors
 from text2mesh.render.composite import composite
 from text2mesh.render.interpolate import interpolate_packed, unpack
-from text2mesh.render.rasterize import DEFAULT_MAX_CANDIDATES, Fragments, rasterize
+from text2mesh.render.rasterize import (
+    DEFAULT_MAX_CANDIDATES,
+    Fragments,
+    back_face_culling,
+    is_closed_and_oriented,
+    rasterize,
+)
 from text2mesh.render.shade import TEXT2MESH_SH, Lighting, pixel_normals, shade
 from text2mesh.render.threads import intra_op_threads, scope_backward_threads
 from text2mesh.views import Cameras
@@ -68,6 +74,10 @@ class Renderer:
             ``lighting="sh"`` (default: Text2Mesh's 1, 1, 1, 1, 0, 0, 0, 0, 0).
         max_candidates: bound on the (view, face, pixel) candidates held at once while
             rasterizing; lower it to use less memory.
+        cull_back_faces: skip the faces turned away from the camera where that cannot change
+            the picture (closed, consistently oriented meshes seen from outside; see
+            :func:`text2mesh.render.rasterize.back_face_culling`); about halves the
+            rasterization work. Open meshes are always drawn two-sided.
         threads: intra-op threads PyTorch uses for the renderer's own work on CPU, forward
             and backward (see :mod:`text2mesh.render.threads`; the caller's setting is
             restored for everything else). None leaves PyTorch's setting alone.
@@ -81,6 +91,7 @@ class Renderer:
         sh_coefficients: Sequence[float] = TEXT2MESH_SH,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
         threads: int | None = 1,
+        cull_back_faces: bool = True,
     ) -> None:
         if len(sh_coefficients) != 9:
             raise ValueError(f"sh_coefficients needs 9 numbers, got {len(sh_coefficients)}")
@@ -89,21 +100,27 @@ class Renderer:
         self.sh_coefficients = tuple(float(c) for c in sh_coefficients)
         self.max_candidates = int(max_candidates)
         self.threads = threads
-        self._topology: tuple[Tensor, Tensor] | None = None
+        self.cull_back_faces = cull_back_faces
+        self._topology: tuple[Tensor, Tensor, bool] | None = None
 
     def neighbors(self, faces: Tensor) -> Tensor:
         """[F, 3] face adjacency (see :func:`face_neighbors`), cached for the last faces."""
+        return self._cached_topology(faces)[0]
+
+    def _cached_topology(self, faces: Tensor) -> tuple[Tensor, bool]:
+        """(face adjacency [F, 3], closed and oriented) of the last faces seen."""
         if self._topology is not None:
-            cached_faces, cached = self._topology
+            cached_faces, neighbors, closed = self._topology
             if (
                 cached_faces.shape == faces.shape
                 and cached_faces.device == faces.device
                 and torch.equal(cached_faces, faces)
             ):
-                return cached
+                return neighbors, closed
         neighbors = face_neighbors(faces)
-        self._topology = (faces.detach().clone(), neighbors)
-        return neighbors
+        closed = is_closed_and_oriented(faces)
+        self._topology = (faces.detach().clone(), neighbors, closed)
+        return neighbors, closed
 
     def render(
         self,
@@ -156,8 +173,15 @@ class Renderer:
         passes = colors.shape[0] if colors.dim() == 3 else None
         num_passes = passes or 1
         camera_vertices, clip_vertices = transform_vertices(vertices, cameras)
+        cull = None
+        if self.cull_back_faces and self._cached_topology(faces)[1]:
+            cull = back_face_culling(vertices, faces, clip_vertices)
         fragments = rasterize(
-            clip_vertices, faces, cameras.image_size, max_candidates=self.max_candidates
+            clip_vertices,
+            faces,
+            cameras.image_size,
+            max_candidates=self.max_candidates,
+            cull=cull,
         )
         attributes = colors if passes is None else colors.permute(1, 0, 2)
         attributes = attributes.reshape(vertices.shape[0], 3 * num_passes)

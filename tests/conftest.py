@@ -1,0 +1,17 @@
+"""Fixtures shared by several test modules."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module on one intra-op thread, restoring the caller's setting afterwards.
+
+    These tests use small tensors, for which one thread is many times faster than two on a
+    busy 2-core machine (thread hand-off dominates the work).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
