@@ -89,7 +89,8 @@ def antialias(image: Tensor, fragments: Fragments, neighbors: Tensor | None = No
     target = torch.where(past_middle, o, p)
     source = torch.where(past_middle, p, o)
     weight = (t - 0.5).abs().to(flat.dtype)
-    delta = weight[:, None] * (flat.index_select(0, source) - flat.index_select(0, target))
+    source_values, target_values = flat.index_select(0, torch.cat([source, target])).chunk(2)
+    delta = weight[:, None] * (source_values - target_values)
     return flat.index_add(0, target, delta).view(batch, height, width, channels)
 
 
@@ -250,8 +251,8 @@ def _crossing(
 ) -> Tensor:
     """Differentiable distance [M] (pixels, clamped to 0..1) from p's centre to the edge."""
     clip = fragments.clip_vertices.reshape(-1, 4)
-    a_col, a_row = _screen(clip.index_select(0, edge_start), fragments.image_size)
-    b_col, b_row = _screen(clip.index_select(0, edge_end), fragments.image_size)
+    ends = clip.index_select(0, torch.cat([edge_start, edge_end]))
+    (a_col, b_col), (a_row, b_row) = (c.chunk(2) for c in _screen(ends, fragments.image_size))
     px = coord[:, 0].to(a_col.dtype)
     py = coord[:, 1].to(a_col.dtype)
     along_a = torch.where(vertical, a_row, a_col)

@@ -388,23 +388,24 @@ def _depth_test(
     projected = _project_vertices(clip_vertices, image_size)
     num_vertices = clip_vertices.shape[1]
     clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]: x, y, z, w rows
-    screen_soa = torch.stack(projected[:4]).view(4, -1)  # [4, B*V]: col, row, 1/w, z/w rows
+    screen_soa = projected[0].view(4, -1)  # [4, B*V]: col, row, 1/w, z/w rows
     faces_soa = faces.t().contiguous()  # [3, F]
     faces_per_chunk = max(1, max_candidates // (4 * batch))
     for start in range(0, num_faces, faces_per_chunk):
         chunk = faces_soa[:, start : start + faces_per_chunk]
         boxes, counts, chunk_orientation = _chunk_boxes(clip_vertices, projected, chunk, image_size)
         orientation[:, start : start + chunk.shape[1]] = chunk_orientation.view(batch, -1)
+        drawn = counts > 0
         if cull is not None:
             culled = (chunk_orientation.view(batch, -1) == cull[:, None]) & (cull[:, None] != 0)
-            counts = counts * ~culled.view(-1)
-        keep = torch.nonzero(counts).squeeze(1)
+            drawn &= ~culled.view(-1)
+        keep = torch.nonzero(drawn).squeeze(1)
         if keep.numel() == 0:
             continue
         view = torch.div(keep, chunk.shape[1], rounding_mode="floor")
         face = keep - view * chunk.shape[1] + start
         corner_rows = view * num_vertices + faces_soa.index_select(1, face)  # [3, T]
-        boxes = boxes.index_select(1, keep)
+        boxes = torch.cat([boxes[0].index_select(1, keep), boxes[1].index_select(1, keep)]).long()
         in_front = chunk_orientation.index_select(0, keep) != 0
         if bool(in_front.all()):
             corners = screen_soa.index_select(1, corner_rows.view(-1)).view(4, 3, -1)
@@ -413,7 +414,7 @@ def _depth_test(
             floats = _mixed_coefficients(
                 clip_soa, screen_soa, corner_rows, in_front, boxes, image_size
             )
-        counts = counts.index_select(0, keep) * (floats[12] > 0)  # degenerate: nothing
+        counts = (boxes[2] * boxes[3]) * (floats[12] > 0)  # degenerate: nothing
         _scan_candidates(keys, floats, boxes, counts, view, face, image_size, max_candidates)
     return keys, orientation
 
@@ -440,14 +441,12 @@ def _mixed_coefficients(
     return floats
 
 
-def _project_vertices(
-    clip_vertices: Tensor, image_size: tuple[int, int]
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Per-vertex pixel coordinates.
 
     Returns:
-        col, row: [B, V] in pixel-index units (pixel centres at integers, row 0 at the top);
-        inv_w, ndc_z: [B, V] 1 / w and z / w; these four are only meaningful where ``front``.
+        screen: [4, B, V] rows col, row (pixel-index units: pixel centres at integers, row 0
+            at the top), 1 / w and z / w; only meaningful where ``front``.
         front: [B, V] int8, 1 for a finite vertex in front of the near plane (z >= -w, w > 0).
     """
     height, width = image_size
@@ -456,12 +455,13 @@ def _project_vertices(
     inv_w = 1 / torch.where(front, w, torch.ones_like(w))
     col = (clip_vertices[..., 0] * inv_w + 1) * (width / 2) - 0.5
     row = (1 - clip_vertices[..., 1] * inv_w) * (height / 2) - 0.5
-    return col, row, inv_w, clip_vertices[..., 2] * inv_w, front.to(torch.int8)
+    screen = torch.stack([col, row, inv_w, clip_vertices[..., 2] * inv_w])
+    return screen, front.to(torch.int8)
 
 
 def _chunk_boxes(
     clip_vertices: Tensor,
-    projected: tuple[Tensor, Tensor, Tensor],
+    projected: tuple[Tensor, ...],
     chunk: Tensor,
     image_size: tuple[int, int],
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -471,33 +471,26 @@ def _chunk_boxes(
         projected: from :func:`_project_vertices`.
         chunk: [3, Fc] vertex indices (one row per corner).
     Returns:
-        boxes: [4, B*Fc] int64 rows col0, row0, n_cols, n_rows; columns view-major.
-        counts: [B*Fc] int64 number of pixels in each box.
+        boxes: ([2, B*Fc], [2, B*Fc]) float rows (col0, row0) and (n_cols, n_rows), whole
+            numbers; columns view-major.
+        counts: [B*Fc] float number of pixels in each box (0 for faces entirely behind the
+            near plane).
         orientation: [B*Fc] int8, 1/-1 counter-clockwise/clockwise on screen, 0 unknown.
     """
     height, width = image_size
-    col, row, _, _, front = projected
-    batch, num_chunk = col.shape[0], chunk.shape[1]
+    screen, front = projected
+    batch, num_chunk = screen.shape[1], chunk.shape[1]
     flat_chunk = chunk.reshape(-1)
-    c0, c1, c2 = col.index_select(1, flat_chunk).view(batch, 3, num_chunk).unbind(1)
-    r0, r1, r2 = row.index_select(1, flat_chunk).view(batch, 3, num_chunk).unbind(1)
+    xy = screen[:2].view(2 * batch, -1).index_select(1, flat_chunk).view(2, batch, 3, num_chunk)
     num_front = front.index_select(1, flat_chunk).view(batch, 3, num_chunk).sum(1, dtype=torch.int8)
     num_front = num_front.view(-1)
     all_front = num_front == 3
+    c0, c1, c2 = xy[0].unbind(1)
+    r0, r1, r2 = xy[1].unbind(1)
     area = ((r1 - r0) * (c2 - c0) - (c1 - c0) * (r2 - r0)).view(-1)  # > 0: ccw (rows go down)
     orientation = torch.sign(area).to(torch.int8) * all_front
-    lo = torch.stack(
-        [
-            torch.minimum(torch.minimum(c0, c1), c2).view(-1),
-            torch.minimum(torch.minimum(r0, r1), r2).view(-1),
-        ]
-    )
-    hi = torch.stack(
-        [
-            torch.maximum(torch.maximum(c0, c1), c2).view(-1),
-            torch.maximum(torch.maximum(r0, r1), r2).view(-1),
-        ]
-    )
+    lo = xy.amin(2).view(2, -1)
+    hi = xy.amax(2).view(2, -1)
     partial = torch.nonzero((num_front > 0) & ~all_front).squeeze(1)
     if partial.numel():
         view = torch.div(partial, num_chunk, rounding_mode="floor")
@@ -507,11 +500,10 @@ def _chunk_boxes(
         lo[:, partial], hi[:, partial] = part_lo.t(), part_hi.t()
     eps = 2e-3  # pixels: rounding of the projection, and the edge tolerances
     size = lo.new_tensor([[width], [height]])
-    first = torch.ceil(lo - eps).clamp(min=0).minimum(size).long()
-    last = torch.floor(hi + eps).minimum(size - 1).clamp(min=-1).long()
-    extent = (last - first + 1).clamp(min=0)
+    first = torch.ceil(lo - eps).clamp_(min=0).minimum(size)
+    extent = (torch.floor(hi + eps).minimum(size - 1) - first + 1).clamp_(min=0)
     counts = extent[0] * extent[1] * (num_front > 0)
-    return torch.cat([first, extent]), counts, orientation
+    return (first, extent), counts, orientation
 
 
 def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:

@@ -56,8 +56,8 @@ def transform_vertices(vertices: Tensor, cameras: Cameras) -> tuple[Tensor, Tens
     # one [V, 3] x [3, 7B] product for all views: camera xyz (3 rows) and clip xyzw (4 rows)
     affine = torch.cat([world_to_camera[:, :3], full], dim=1)  # [B, 7, 4]
     out = vertices @ affine[..., :3].reshape(-1, 3).T + affine[..., 3].reshape(-1)
-    out = out.view(-1, batch, 7).transpose(0, 1)  # [B, V, 7]
-    return out[..., :3].contiguous(), out[..., 3:].contiguous()
+    camera, clip = out.view(-1, batch, 7).transpose(0, 1).split([3, 4], dim=-1)  # [B, V, 7]
+    return camera.contiguous(), clip.contiguous()
 
 
 class Renderer:
@@ -195,8 +195,8 @@ class Renderer:
         if self.antialias:
             image = antialias(image, fragments, self.neighbors(faces))
         batch, height, width = image.shape[:3]
-        alpha = image[..., -1:]
-        rgb = image[..., :-1].reshape(batch, height, width, num_passes, 3)
+        rgb, alpha = image.split([3 * num_passes, 1], dim=-1)
+        rgb = rgb.reshape(batch, height, width, num_passes, 3)
         rgb = composite(rgb, alpha[..., None, :], background)
         images = rgb.permute(3, 0, 4, 1, 2)  # [P, B, 3, H, W]
         if passes is None:
