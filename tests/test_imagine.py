@@ -221,3 +221,12 @@ def test_imagine_runs_on_cuda(generator):
     result = imagine("a red image", cfg, clip=random_clip("text2mesh-tiny", seed=0))
     assert result.image.device.type == "cpu" and torch.isfinite(result.image).all()
     assert next(result.canvas.parameters()).device.type == "cpu"
+
+
+def test_missing_init_image_is_one_line_and_leaves_no_folder(capsys, tmp_path):
+    out = tmp_path / "pic"
+    with pytest.raises(SystemExit) as exc:
+        main(["imagine", "a red image", "-o", str(out), "--init-image", str(tmp_path / "nope.png"), "--quiet"])
+    err = capsys.readouterr().err
+    assert exc.value.code != 0 and "init image not found" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -184,3 +184,12 @@ def test_mesh_flags_decimate_and_reorient_the_working_mesh(files, capsys, tmp_pa
 def test_mesh_flag_errors_are_one_line(files, capsys, tmp_path):
     code, _, err = run_cli(["stylize", str(files["mesh"]), "red", "--max-faces", "-3"], capsys)
     assert code != 0 and "--max-faces" in err and "Traceback" not in err
+
+
+def test_bad_mesh_is_reported_before_clip_and_leaves_no_folder(capsys, tmp_path, monkeypatch):
+    # Offline with uncached weights AND a directory for MESH: the mesh error comes first.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    code, _, err = run_cli(["stylize", str(tmp_path), "a red vase", "-o", str(out), "--clip-model", "ViT-B-32"], capsys)
+    assert code != 0 and "is a directory" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

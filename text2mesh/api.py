@@ -335,17 +335,17 @@ def stylize(
         Text2MeshError subclasses for user errors; Interrupted after saving on SIGINT/SIGTERM.
     """
     cfg = with_prompts(config if config is not None else load_config("default"), prompt, prompts, image_prompts, negatives)
-    check_targets(cfg)  # cheap checks first: prompts, device, output folder, then CLIP and the mesh
+    check_targets(cfg)  # cheap checks first: prompts, device, output folder, the mesh, then CLIP
     device = resolve_device(cfg.optim.device)
-    if device.type == "cpu" and cfg.optim.iters > CPU_ITERS_HINT:
-        log.warning("%d iterations on the CPU take a long time; --preset draft is sized for CPUs", cfg.optim.iters)
     if output_dir is not None:
         RunFolder.check_new(output_dir, overwrite=overwrite)
-    if clip is None:
-        clip = _load_clip(cfg, device)
     if isinstance(mesh, (str, Path)):
         cfg.mesh_path = str(Path(mesh).resolve())
     prepared = mesh if isinstance(mesh, PreparedMesh) else prepare_mesh(mesh, cfg.mesh)
+    if clip is None:
+        clip = _load_clip(cfg, device)
+    if device.type == "cpu" and cfg.optim.iters > CPU_ITERS_HINT:
+        log.warning("%d iterations on the CPU take a long time; --preset draft is sized for CPUs", cfg.optim.iters)
     run = None
     if output_dir is not None:
         protect = [cfg.mesh_path] if cfg.mesh_path else []

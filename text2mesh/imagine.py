@@ -481,12 +481,15 @@ def imagine(
             raise RunFolderError("--resume needs the run folder: give -o/--output DIR")
         return resume_image_run(output_dir, clip=clip, progress=progress)
     cfg = _prepare(prompt, config, prompts, image_prompts, negatives, init_image)
+    if output_dir is not None:
+        RunFolder.check_new(output_dir, overwrite=overwrite)
+    init = _init_tensor(cfg)  # cheap checks (folder, init image) before loading CLIP
+    device, clip = _device_and_clip(cfg, clip)
     run = None
     if output_dir is not None:
         run = RunFolder.create(output_dir, overwrite=overwrite)
         save_config(cfg, run.config)
-    device, clip = _device_and_clip(cfg, clip)
-    session = _session(cfg, clip, device, init=_init_tensor(cfg))
+    session = _session(cfg, clip, device, init=init)
     return _execute(session, run, progress=progress)
 
 

@@ -87,7 +87,7 @@ class RunFolder:
         """An existing run folder with a checkpoint (for resume / load_run)."""
         run = cls(path)
         if not run.checkpoint.is_file() or not run.config.is_file():
-            raise RunFolderError(f"{run.path} is not a run folder (no {CHECKPOINT} and {CONFIG}); give the folder a stylize run wrote")
+            raise RunFolderError(f"{run.path} is not a run folder (no {CHECKPOINT} and {CONFIG}); give a folder written by text2mesh stylize or imagine")
         run.renders.mkdir(exist_ok=True)
         return run
 

@@ -214,20 +214,14 @@ def _visible_crossings(fragments: Fragments, neighbors: Tensor):
     keep = torch.nonzero(visible).squeeze(1)
     if keep.numel() == 0:
         return None
-    # one crossing per pixel pair: the front-most edge
+    # one crossing per pixel pair: the front-most edge (sort by pair, then depth)
     pair_id = torch.minimum(p, o).index_select(0, keep) * 2 + is_vertical.index_select(0, keep)
-    key = (edge_depth.index_select(0, keep).float().view(torch.int32).long() << 32) | torch.arange(
-        keep.numel(), device=faces.device
-    )
-    best = torch.full(
-        (fragments.face_index.numel() * 2,),
-        torch.iinfo(torch.int64).max,
-        dtype=torch.int64,
-        device=faces.device,
-    )
-    best.scatter_reduce_(0, pair_id, key, reduce="amin")
-    winner = best.index_select(0, pair_id) == key
-    keep = keep[winner]
+    depth_bits = edge_depth.index_select(0, keep).float().clamp(min=0).view(torch.int32).long()
+    order = torch.argsort((pair_id << 31) | depth_bits, stable=True)
+    sorted_pair = pair_id.index_select(0, order)
+    first = torch.ones_like(sorted_pair, dtype=torch.bool)
+    first[1:] = sorted_pair[1:] != sorted_pair[:-1]
+    keep = keep.index_select(0, order[first])
     edge_kept = edge.index_select(0, keep)
     coord = torch.stack([p_col, p_row], dim=1).index_select(0, keep)
     return (

@@ -26,4 +26,4 @@ def composite(rgb: Tensor, alpha: Tensor, background: Sequence[float] | Tensor |
     bg = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
     if bg.shape != (3,):
         raise ValueError(f"background must be 3 numbers (r, g, b), got shape {tuple(bg.shape)}")
-    return rgb + (1 - alpha) * bg
+    return torch.addcmul(rgb, 1 - alpha, bg)

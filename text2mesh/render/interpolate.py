@@ -22,7 +22,7 @@ def interpolate_packed(attributes: Tensor, faces: Tensor, fragments: Fragments) 
         Differentiable wrt ``attributes`` and (through the barycentrics) vertex positions.
     """
     faces = faces.to(device=attributes.device, dtype=torch.int64)
-    corner = faces[fragments.pixel_face]  # [N, 3]
+    corner = faces.index_select(0, fragments.pixel_face)  # [N, 3]
     if attributes.dim() == 2:
         values = attributes.index_select(0, corner.reshape(-1))
     elif attributes.dim() == 3:
@@ -52,7 +52,7 @@ def unpack(values: Tensor, fragments: Fragments, fill: float = 0.0) -> Tensor:
     height, width = fragments.image_size
     num_pixels = fragments.batch_size * height * width
     out = values.new_full((num_pixels, values.shape[1]), fill)
-    out = out.index_put((fragments.pixel_index,), values)
+    out.index_put_((fragments.pixel_index,), values)
     return out.view(fragments.batch_size, height, width, values.shape[1])
 
 

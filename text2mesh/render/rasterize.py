@@ -88,7 +88,7 @@ class Fragments:
         """[N, C] packed values -> [B, H, W, C] with zeros on background (differentiable)."""
         height, width = self.image_size
         out = values.new_zeros(self.batch_size * height * width, values.shape[1])
-        out = out.index_put((self.pixel_index,), values)
+        out.index_put_((self.pixel_index,), values)
         return out.view(self.batch_size, height, width, values.shape[1])
 
     @property
@@ -388,7 +388,7 @@ def _depth_test(
     projected = _project_vertices(clip_vertices, image_size)
     num_vertices = clip_vertices.shape[1]
     clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]: x, y, z, w rows
-    screen_soa = projected[0].view(4, -1)  # [4, B*V]: col, row, 1/w, z/w rows
+    screen_soa = projected[:4].reshape(4, -1)  # [4, B*V]: col, row, 1/w, z/w rows
     faces_soa = faces.t().contiguous()  # [3, F]
     faces_per_chunk = max(1, max_candidates // (4 * batch))
     for start in range(0, num_faces, faces_per_chunk):
@@ -441,13 +441,13 @@ def _mixed_coefficients(
     return floats
 
 
-def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> Tensor:
     """Per-vertex pixel coordinates.
 
     Returns:
-        screen: [4, B, V] rows col, row (pixel-index units: pixel centres at integers, row 0
-            at the top), 1 / w and z / w; only meaningful where ``front``.
-        front: [B, V] int8, 1 for a finite vertex in front of the near plane (z >= -w, w > 0).
+        [5, B, V] rows col, row (pixel-index units: pixel centres at integers, row 0 at the
+        top), 1 / w, z / w (these four only meaningful where front), and front: 1.0 for a
+        finite vertex in front of the near plane (z >= -w, w > 0), else 0.
     """
     height, width = image_size
     w = clip_vertices[..., 3]
@@ -455,8 +455,7 @@ def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> tup
     inv_w = 1 / torch.where(front, w, torch.ones_like(w))
     col = (clip_vertices[..., 0] * inv_w + 1) * (width / 2) - 0.5
     row = (1 - clip_vertices[..., 1] * inv_w) * (height / 2) - 0.5
-    screen = torch.stack([col, row, inv_w, clip_vertices[..., 2] * inv_w])
-    return screen, front.to(torch.int8)
+    return torch.stack([col, row, inv_w, clip_vertices[..., 2] * inv_w, front.to(w.dtype)])
 
 
 def _chunk_boxes(
@@ -478,12 +477,13 @@ def _chunk_boxes(
         orientation: [B*Fc] int8, 1/-1 counter-clockwise/clockwise on screen, 0 unknown.
     """
     height, width = image_size
-    screen, front = projected
+    screen = projected
     batch, num_chunk = screen.shape[1], chunk.shape[1]
     flat_chunk = chunk.reshape(-1)
-    xy = screen[:2].view(2 * batch, -1).index_select(1, flat_chunk).view(2, batch, 3, num_chunk)
-    num_front = front.index_select(1, flat_chunk).view(batch, 3, num_chunk).sum(1, dtype=torch.int8)
-    num_front = num_front.view(-1)
+    xyf = screen[(0, 1, 4),].view(3 * batch, -1).index_select(1, flat_chunk)
+    xyf = xyf.view(3, batch, 3, num_chunk)
+    xy = xyf[:2]
+    num_front = xyf[2].sum(1).view(-1).round().to(torch.int8)
     all_front = num_front == 3
     c0, c1, c2 = xy[0].unbind(1)
     r0, r1, r2 = xy[1].unbind(1)

@@ -1,10 +1,13 @@
 """Intra-op thread count used while the renderer's own kernels run (forward and backward).
 
-The renderer runs a few hundred small, memory-bound PyTorch ops per call. With several
-intra-op threads each op is a fork-join; when the CPU is shared with other processes a
-descheduled worker stalls every op, and a render that needs 0.1 s on one thread was measured
-to need 1-4 s on two. Running the renderer's ops on one thread (and restoring the caller's
-setting for everything else, e.g. CLIP) avoids that; on an idle machine it costs little.
+Opt-in (``Renderer(threads=n)``); by default the renderer runs on the caller's setting. The
+renderer runs a few hundred small, memory-bound PyTorch ops per call, each a fork-join when
+several intra-op threads are used. When the CPU is heavily oversubscribed a descheduled worker
+stalls every op (a render that needs 0.1 s on one thread was measured to need 1-4 s on two
+with six processes sharing two cores), and forcing one thread helps; on a normally loaded
+machine two threads are faster (scripts/bench_render.py --threads 2: 0.056 s with the caller's
+2 threads vs 0.077 s forced to 1). ``torch.set_num_threads`` is process-wide, so this is not
+safe with several Python threads rendering at once.
 """
 
 from __future__ import annotations
