@@ -177,7 +177,8 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
     }
     scene = mi.load_dict(scene)
     params = mi.traverse(scene)
-    keys = [k for k in params.keys() if k.endswith(("vertex_positions", "vertex_color"))]
+    names = params.keys()  # iterating SceneParameters itself yields (key, value) pairs
+    keys = [k for k in names if k.endswith(("vertex_positions", "vertex_color"))]
     if len(keys) != 2:
         return f"mitsuba scene parameters not found (got {list(params.keys())})"
 

@@ -19,6 +19,7 @@ from text2mesh.render import (
     antialias,
     face_neighbors,
     interpolate,
+    is_closed_and_oriented,
     rasterize,
     sh_lighting,
     transform_vertices,
@@ -384,6 +385,30 @@ def test_face_neighbors_of_a_closed_mesh():
             other = neighbors[face, k]
             edge = {int(faces[face, k]), int(faces[face, (k + 1) % 3])}
             assert edge <= set(faces[other].tolist()) and other != face
+
+
+@pytest.mark.parametrize("inside_out", [False, True])
+def test_back_face_culling_never_changes_the_picture(inside_out):
+    # closed mesh seen from outside, from inside, and cut open by the near plane
+    vertices, faces = bumpy_sphere(2)
+    if inside_out:
+        faces = faces.flip(1)
+    assert is_closed_and_oriented(faces)
+    assert not is_closed_and_oriented(faces[1:])  # a hole
+    colors = torch.rand(len(vertices), 3, generator=torch.Generator().manual_seed(1))
+    for radius in (2.5, 0.3, 1.05):  # outside, inside, near plane cutting the sphere
+        cameras = cameras_from_angles(
+            torch.tensor([0.3, 2.0]),
+            torch.tensor([0.2, -0.4]),
+            radius=radius,
+            image_size=(40, 40),
+            near=0.2,
+        )
+        culled = Renderer(cull_back_faces=True).render(vertices, faces, cameras, colors)
+        drawn = Renderer(cull_back_faces=False).render(vertices, faces, cameras, colors)
+        assert torch.equal(culled.fragments.face_index, drawn.fragments.face_index)
+        assert torch.allclose(culled.images, drawn.images)
+        assert (culled.fragments.face_index >= 0).float().mean() > 0.3
 
 
 # ----------------------------------------------------------------------------- gradients

@@ -8,12 +8,28 @@ Four small composable steps, chained by :class:`Renderer`::
     rgb = composite(rgb, alpha, background)
 """
 
-from text2mesh.render.antialias import antialias, face_neighbors
+from text2mesh.render.antialias import antialias, face_neighbors, mesh_edges
 from text2mesh.render.composite import composite
-from text2mesh.render.interpolate import gather_face_values, interpolate, interpolate_packed, unpack
-from text2mesh.render.rasterize import Fragments, rasterize
+from text2mesh.render.interpolate import (
+    gather_face_values,
+    interpolate,
+    interpolate_packed,
+    unpack,
+)
+from text2mesh.render.rasterize import (
+    Fragments,
+    back_face_culling,
+    is_closed_and_oriented,
+    rasterize,
+)
 from text2mesh.render.renderer import Renderer, RenderOutput, transform_vertices
-from text2mesh.render.shade import TEXT2MESH_SH, pixel_normals, sh_basis, sh_lighting, shade
+from text2mesh.render.shade import (
+    TEXT2MESH_SH,
+    pixel_normals,
+    sh_basis,
+    sh_lighting,
+    shade,
+)
 
 __all__ = [
     "TEXT2MESH_SH",
@@ -21,11 +37,14 @@ __all__ = [
     "RenderOutput",
     "Renderer",
     "antialias",
+    "back_face_culling",
     "composite",
     "face_neighbors",
     "gather_face_values",
     "interpolate",
     "interpolate_packed",
+    "is_closed_and_oriented",
+    "mesh_edges",
     "pixel_normals",
     "rasterize",
     "sh_basis",

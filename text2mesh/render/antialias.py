@@ -30,7 +30,7 @@ from torch import Tensor
 
 from text2mesh.render.rasterize import Fragments
 
-__all__ = ["antialias", "face_neighbors"]
+__all__ = ["antialias", "face_neighbors", "mesh_edges"]
 
 _MIN_W = 1e-6
 _OCCLUSION_SLACK = 0.1  # p may be this much (relative) nearer than the edge: surface curvature
@@ -63,7 +63,29 @@ def face_neighbors(faces: Tensor) -> Tensor:
     return neighbors.view(num_faces, 3)
 
 
-def antialias(image: Tensor, fragments: Fragments, neighbors: Tensor | None = None) -> Tensor:
+def mesh_edges(neighbors: Tensor) -> Tensor:
+    """Every edge of a mesh once, as (face, k, other face).
+
+    Args:
+        neighbors: [F, 3] from :func:`face_neighbors`.
+    Returns:
+        [3, E] int64 rows face, k (edge k of face joins its vertices k and k + 1) and the
+        face across it (-1 on a boundary).
+    """
+    num_faces = neighbors.shape[0]
+    arange = torch.arange(num_faces, device=neighbors.device)[:, None]
+    face, k = torch.nonzero((neighbors > arange) | (neighbors < 0), as_tuple=True)
+    other = neighbors.view(-1).index_select(0, face * 3 + k)
+    return torch.stack([face, k, other])
+
+
+def antialias(
+    image: Tensor,
+    fragments: Fragments,
+    neighbors: Tensor | None = None,
+    *,
+    edges: Tensor | None = None,
+) -> Tensor:
     """Blend colours across visible silhouette edges (see the module docstring).
 
     Args:
@@ -72,15 +94,19 @@ def antialias(image: Tensor, fragments: Fragments, neighbors: Tensor | None = No
         fragments: the :class:`Fragments` the image was made from.
         neighbors: [F, 3] from :func:`face_neighbors`; computed when None (pass it to reuse
             across calls with the same faces).
+        edges: [3, E] from :func:`mesh_edges` (derived from ``neighbors`` when None; pass
+            it to reuse across calls with the same faces).
     Returns:
         [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_vertices``.
     """
-    if neighbors is None:
-        neighbors = face_neighbors(fragments.faces)
+    if edges is None:
+        if neighbors is None:
+            neighbors = face_neighbors(fragments.faces)
+        edges = mesh_edges(neighbors)
     batch, height, width, channels = image.shape
     flat = image.reshape(-1, channels)
     with torch.no_grad():
-        crossings = _visible_crossings(fragments, neighbors)
+        crossings = _visible_crossings(fragments, edges)
     if crossings is None:
         return image
     p, o, edge_start, edge_end, direction, coord, vertical = crossings
@@ -103,30 +129,27 @@ def _screen(clip: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     return col, row
 
 
-def _silhouette_edges(fragments: Fragments, neighbors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Silhouette edges of every view.
 
+    Args:
+        edges: [3, E] from :func:`mesh_edges`.
     Returns:
         (view [S], face [S], k [S]): edge k of ``face`` (joining its vertices k and k + 1) is a
         silhouette in ``view``: a boundary edge, or its neighbour turns the other way on
         screen. Faces with a vertex behind the camera plane are left out.
     """
-    faces = fragments.faces
-    face, k = torch.nonzero(
-        (neighbors > torch.arange(len(faces), device=faces.device)[:, None]) | (neighbors < 0),
-        as_tuple=True,
-    )
-    other = neighbors.view(-1).index_select(0, face * 3 + k)
-    orientation = fragments.face_orientation
-    own = orientation.index_select(1, face)
-    across = orientation.index_select(1, other.clamp(min=0))
+    face, k, other = edges
+    own, across = fragments.face_orientation.index_select(
+        1, torch.cat([face, other.clamp(min=0)])
+    ).chunk(2, dim=1)
     boundary = (other < 0)[None]
     silhouette = (own != 0) & (boundary | ((across != 0) & (own != across)))
     view, edge = torch.nonzero(silhouette, as_tuple=True)
     return view, face.index_select(0, edge), k.index_select(0, edge)
 
 
-def _visible_crossings(fragments: Fragments, neighbors: Tensor):
+def _visible_crossings(fragments: Fragments, edges: Tensor):
     """Pixel pairs split by a visible silhouette edge (no gradients).
 
     Returns:
@@ -140,7 +163,7 @@ def _visible_crossings(fragments: Fragments, neighbors: Tensor):
     faces = fragments.faces
     if faces.shape[0] == 0 or fragments.pixel_index.numel() == 0:
         return None
-    view, face, k = _silhouette_edges(fragments, neighbors)
+    view, face, k = _silhouette_edges(fragments, edges)
     if view.numel() == 0:
         return None
     flat_faces = faces.view(-1)

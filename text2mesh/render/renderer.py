@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from text2mesh.render.antialias import antialias, face_neighbors
+from text2mesh.render.antialias import antialias, face_neighbors, mesh_edges
 from text2mesh.render.composite import composite
 from text2mesh.render.interpolate import interpolate_packed, unpack
 from text2mesh.render.rasterize import (
@@ -83,7 +83,7 @@ class Renderer:
             :mod:`text2mesh.render.threads`); this changes process-wide state while it runs,
             so do not use it with several threads rendering at once. On this project's
             2-core machine the renderer is faster on 2 threads than on 1 (forward+backward of
-            5 views of a 49k-face mesh at 224x224: 0.056 s vs 0.077 s); 1 only paid off while
+            5 views of a 49k-face mesh at 224x224: 0.045 s vs 0.068 s); 1 only paid off while
             the cores were oversubscribed.
     """
 
@@ -105,26 +105,27 @@ class Renderer:
         self.max_candidates = int(max_candidates)
         self.threads = threads
         self.cull_back_faces = cull_back_faces
-        self._topology: tuple[Tensor, Tensor, bool] | None = None
+        self._topology: tuple[Tensor, Tensor, Tensor, bool] | None = None
 
     def neighbors(self, faces: Tensor) -> Tensor:
         """[F, 3] face adjacency (see :func:`face_neighbors`), cached for the last faces."""
         return self._cached_topology(faces)[0]
 
-    def _cached_topology(self, faces: Tensor) -> tuple[Tensor, bool]:
-        """(face adjacency [F, 3], closed and oriented) of the last faces seen."""
+    def _cached_topology(self, faces: Tensor) -> tuple[Tensor, Tensor, bool]:
+        """(face adjacency [F, 3], edges [3, E] (see :func:`mesh_edges`), closed and
+        oriented) of the last faces seen."""
         if self._topology is not None:
-            cached_faces, neighbors, closed = self._topology
+            cached_faces, *topology = self._topology
             if (
                 cached_faces.shape == faces.shape
                 and cached_faces.device == faces.device
                 and torch.equal(cached_faces, faces)
             ):
-                return neighbors, closed
+                return tuple(topology)
         neighbors = face_neighbors(faces)
-        closed = is_closed_and_oriented(faces)
-        self._topology = (faces.detach().clone(), neighbors, closed)
-        return neighbors, closed
+        topology = (neighbors, mesh_edges(neighbors), is_closed_and_oriented(faces))
+        self._topology = (faces.detach().clone(), *topology)
+        return topology
 
     def render(
         self,
@@ -178,7 +179,8 @@ class Renderer:
         num_passes = passes or 1
         camera_vertices, clip_vertices = transform_vertices(vertices, cameras)
         cull = None
-        if self.cull_back_faces and self._cached_topology(faces)[1]:
+        _, edges, closed = self._cached_topology(faces)
+        if self.cull_back_faces and closed:
             cull = back_face_culling(vertices, faces, clip_vertices)
         fragments = rasterize(
             clip_vertices,
@@ -197,7 +199,7 @@ class Renderer:
         coverage = values.new_ones(values.shape[0], 1)
         image = unpack(torch.cat([values, coverage], dim=1), fragments)  # [B, H, W, 3P + 1]
         if self.antialias:
-            image = antialias(image, fragments, self.neighbors(faces))
+            image = antialias(image, fragments, edges=edges)
         batch, height, width = image.shape[:3]
         rgb, alpha = image.split([3 * num_passes, 1], dim=-1)
         rgb = rgb.reshape(batch, height, width, num_passes, 3)

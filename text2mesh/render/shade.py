@@ -80,7 +80,8 @@ def pixel_normals(
         [N, 3] in ``fragments.pixel_index`` order; differentiable wrt ``camera_vertices``.
     """
     num_vertices = camera_vertices.shape[1]
-    rows = fragments.pixel_view[:, None] * num_vertices + faces.index_select(0, fragments.pixel_face)
+    corners = faces.index_select(0, fragments.pixel_face)
+    rows = fragments.pixel_view[:, None] * num_vertices + corners
     tri = camera_vertices.reshape(-1, 3).index_select(0, rows.reshape(-1)).view(-1, 3, 3)
     normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
     if two_sided:
