@@ -111,13 +111,48 @@ def antialias(
         return image
     p, o, edge_start, edge_end, direction, coord, vertical = crossings
     t = _crossing(fragments, edge_start, edge_end, direction, coord, vertical)
-    past_middle = t >= 0.5
+    past_middle = t.detach() >= 0.5
     target = torch.where(past_middle, o, p)
     source = torch.where(past_middle, p, o)
     weight = (t - 0.5).abs().to(flat.dtype)
-    source_values, target_values = flat.index_select(0, torch.cat([source, target])).chunk(2)
-    delta = weight[:, None] * (source_values - target_values)
-    return flat.index_add(0, target, delta).view(batch, height, width, channels)
+    return _Blend.apply(flat, source, target, weight).view(batch, height, width, channels)
+
+
+class _Blend(torch.autograd.Function):
+    """``out = image; out[target] += weight * (image[source] - image[target])``.
+
+    Hand-written backward: through autograd, the gather of the source and target colours
+    costs a zero-filled image-sized gradient buffer plus an image-sized addition in the
+    backward pass (about a fifth of the antialiasing time on 5 views at 224x224); here the
+    gradient is scattered straight into one copy of the incoming gradient. Pixel pairs are
+    distinct (one crossing per pair), but a pixel may be the target of several pairs, so the
+    forward reads all colours before writing any (as the autograd version did).
+
+    Args (to ``apply``):
+        image: [N, C] float, flat pixel colours.
+        source, target: [M] int64 flat pixel indices.
+        weight: [M] float in [0, 0.5], differentiable.
+    Returns:
+        [N, C] blended colours.
+    """
+
+    @staticmethod
+    def forward(ctx, image: Tensor, source: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+        difference = image.index_select(0, source) - image.index_select(0, target)
+        ctx.save_for_backward(source, target, weight, difference)
+        return image.index_add(0, target, weight[:, None] * difference)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        source, target, weight, difference = ctx.saved_tensors
+        grad_target = grad_out.index_select(0, target)  # [M, C]
+        grad_image = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            spread = weight[:, None] * grad_target
+            grad_image = grad_out.index_add(0, source, spread).index_add_(0, target, -spread)
+        if ctx.needs_input_grad[3]:
+            grad_weight = (grad_target * difference).sum(1)
+        return grad_image, None, None, grad_weight
 
 
 def _screen(clip: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
