@@ -30,7 +30,7 @@ from torch import Tensor
 
 from text2mesh.render.rasterize import Fragments
 
-__all__ = ["antialias", "face_neighbors", "mesh_edges"]
+__all__ = ["antialias", "antialias_packed", "face_neighbors", "mesh_edges"]
 
 _MIN_W = 1e-6
 _OCCLUSION_SLACK = 0.1  # p may be this much (relative) nearer than the edge: surface curvature
@@ -99,23 +99,109 @@ def antialias(
     Returns:
         [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_vertices``.
     """
+    batch, height, width, channels = image.shape
+    pairs = _blend_pairs(fragments, neighbors, edges, image.dtype)
+    if pairs is None:
+        return image
+    flat = image.reshape(-1, channels)
+    return _Blend.apply(flat, *pairs).view(batch, height, width, channels)
+
+
+def antialias_packed(
+    values: Tensor,
+    fragments: Fragments,
+    neighbors: Tensor | None = None,
+    *,
+    edges: Tensor | None = None,
+) -> Tensor:
+    """:func:`antialias` of the image that ``values`` unpack to (background 0), in one step.
+
+    Same result as ``antialias(unpack(values, fragments), fragments)``, but the backward pass
+    works on the covered pixels only instead of image-sized gradient buffers.
+
+    Args:
+        values: [N, C] float values at ``fragments.pixel_index``.
+        fragments, neighbors, edges: as for :func:`antialias`.
+    Returns:
+        [B, H, W, C], differentiable wrt ``values`` and ``fragments.clip_vertices``.
+    """
+    height, width = fragments.image_size
+    shape = (fragments.batch_size, height, width, values.shape[1])
+    pairs = _blend_pairs(fragments, neighbors, edges, values.dtype)
+    if pairs is None:
+        source = target = fragments.pixel_index.new_empty(0)
+        pairs = (source, target, values.new_empty(0))
+    image = _UnpackBlend.apply(values, fragments.pixel_index, *pairs, shape[0] * height * width)
+    return image.view(shape)
+
+
+def _blend_pairs(
+    fragments: Fragments, neighbors: Tensor | None, edges: Tensor | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """(source [M], target [M] flat pixel indices, weight [M] in ``dtype``) of the blend
+    ``image[target] += weight * (image[source] - image[target])``, or None when no visible
+    silhouette crosses a pixel pair. ``weight`` is differentiable wrt the clip vertices."""
     if edges is None:
         if neighbors is None:
             neighbors = face_neighbors(fragments.faces)
         edges = mesh_edges(neighbors)
-    batch, height, width, channels = image.shape
-    flat = image.reshape(-1, channels)
     with torch.no_grad():
         crossings = _visible_crossings(fragments, edges)
     if crossings is None:
-        return image
+        return None
     p, o, edge_start, edge_end, direction, coord, vertical = crossings
     t = _crossing(fragments, edge_start, edge_end, direction, coord, vertical)
     past_middle = t.detach() >= 0.5
     target = torch.where(past_middle, o, p)
     source = torch.where(past_middle, p, o)
-    weight = (t - 0.5).abs().to(flat.dtype)
-    return _Blend.apply(flat, source, target, weight).view(batch, height, width, channels)
+    return source, target, (t - 0.5).abs().to(dtype)
+
+
+class _UnpackBlend(torch.autograd.Function):
+    """Scatter packed values into a zero image, then :class:`_Blend` it (in place).
+
+    Hand-written backward (why: speed): autograd through unpack + blend allocates and fills
+    several image-sized gradient buffers, although only the N covered pixels and the M
+    blended pairs carry gradient; this backward gathers the N covered pixels' gradients and
+    adds the pairs' corrections to them. Background pixels have no input value, so the
+    corrections that land on them are dropped.
+
+    Args (to ``apply``):
+        values: [N, C] float at the covered pixels ``pixel_index`` [N] int64 (ascending).
+        source, target: [M] int64 flat pixel indices; weight: [M] float, differentiable.
+        num_pixels: B * H * W.
+    Returns:
+        [num_pixels, C] image.
+    """
+
+    @staticmethod
+    def forward(ctx, values, pixel_index, source, target, weight, num_pixels):
+        image = values.new_zeros(num_pixels, values.shape[1])
+        image.index_copy_(0, pixel_index, values)
+        difference = image.index_select(0, source) - image.index_select(0, target)
+        image.index_add_(0, target, weight[:, None] * difference)
+        ctx.save_for_backward(pixel_index, source, target, weight, difference)
+        ctx.num_pixels = num_pixels
+        return image
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        pixel_index, source, target, weight, difference = ctx.saved_tensors
+        grad_target = grad_out.index_select(0, target)  # [M, C]
+        grad_values = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_values = grad_out.index_select(0, pixel_index)
+            slot = torch.full((ctx.num_pixels,), -1, dtype=torch.int64, device=grad_out.device)
+            slot[pixel_index] = torch.arange(pixel_index.numel(), device=grad_out.device)
+            spread = weight[:, None] * grad_target
+            rows = slot.index_select(0, torch.cat([source, target]))
+            covered = torch.nonzero(rows >= 0).squeeze(1)
+            grad_values.index_add_(
+                0, rows.index_select(0, covered), torch.cat([spread, -spread]).index_select(0, covered)
+            )
+        if ctx.needs_input_grad[4]:
+            grad_weight = (grad_target * difference).sum(1)
+        return grad_values, None, None, None, grad_weight, None
 
 
 class _Blend(torch.autograd.Function):
@@ -175,12 +261,12 @@ def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tens
         screen. Faces with a vertex behind the camera plane are left out.
     """
     face, k, other = edges
-    own, across = fragments.face_orientation.index_select(
-        1, torch.cat([face, other.clamp(min=0)])
-    ).chunk(2, dim=1)
-    boundary = (other < 0)[None]
-    silhouette = (own != 0) & (boundary | ((across != 0) & (own != across)))
-    view, edge = torch.nonzero(silhouette, as_tuple=True)
+    # face-major [F, B] so that each edge gathers one contiguous row of views
+    orientation = fragments.face_orientation.t().contiguous()
+    own, across = orientation.index_select(0, torch.cat([face, other.clamp(min=0)])).chunk(2)
+    boundary = (other < 0)[:, None]
+    silhouette = (own != 0) & (boundary | ((across != 0) & (own != across)))  # [E, B]
+    view, edge = torch.nonzero(silhouette.t(), as_tuple=True)
     return view, face.index_select(0, edge), k.index_select(0, edge)
 
 

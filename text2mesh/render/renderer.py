@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from text2mesh.render.antialias import antialias, face_neighbors, mesh_edges
+from text2mesh.render.antialias import antialias_packed, face_neighbors, mesh_edges
 from text2mesh.render.composite import composite
 from text2mesh.render.interpolate import interpolate_packed, unpack
 from text2mesh.render.rasterize import (
@@ -197,9 +197,11 @@ class Renderer:
             normals = pixel_normals(camera_vertices, faces, fragments, self.two_sided)
         values = shade(values, normals, lighting, self.sh_coefficients)
         coverage = values.new_ones(values.shape[0], 1)
-        image = unpack(torch.cat([values, coverage], dim=1), fragments)  # [B, H, W, 3P + 1]
+        values = torch.cat([values, coverage], dim=1)
         if self.antialias:
-            image = antialias(image, fragments, edges=edges)
+            image = antialias_packed(values, fragments, edges=edges)  # [B, H, W, 3P + 1]
+        else:
+            image = unpack(values, fragments)
         batch, height, width = image.shape[:3]
         rgb, alpha = image.split([3 * num_passes, 1], dim=-1)
         rgb = rgb.reshape(batch, height, width, num_passes, 3)
