@@ -25,12 +25,14 @@ triangles are smaller than pixels, the usual case for 50k-face meshes at 224x224
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from text2mesh.render.rasterize import Fragments
 
-__all__ = ["antialias", "antialias_packed", "face_neighbors", "mesh_edges"]
+__all__ = ["antialias", "blend_pairs", "face_neighbors", "mesh_edges", "unpack_blend"]
 
 _MIN_W = 1e-6
 _OCCLUSION_SLACK = 0.1  # p may be this much (relative) nearer than the edge: surface curvature
@@ -100,47 +102,31 @@ def antialias(
         [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_vertices``.
     """
     batch, height, width, channels = image.shape
-    pairs = _blend_pairs(fragments, neighbors, edges, image.dtype)
+    pairs = blend_pairs(fragments, neighbors, edges=edges, dtype=image.dtype)
     if pairs is None:
         return image
     flat = image.reshape(-1, channels)
     return _Blend.apply(flat, *pairs).view(batch, height, width, channels)
 
 
-def antialias_packed(
-    values: Tensor,
+def blend_pairs(
     fragments: Fragments,
     neighbors: Tensor | None = None,
     *,
     edges: Tensor | None = None,
-) -> Tensor:
-    """:func:`antialias` of the image that ``values`` unpack to (background 0), in one step.
-
-    Same result as ``antialias(unpack(values, fragments), fragments)``, but the backward pass
-    works on the covered pixels only instead of image-sized gradient buffers.
+    dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The blend that antialiasing applies to an image made from ``fragments``.
 
     Args:
-        values: [N, C] float values at ``fragments.pixel_index``.
         fragments, neighbors, edges: as for :func:`antialias`.
+        dtype: of the weights (default: the clip vertices' dtype).
     Returns:
-        [B, H, W, C], differentiable wrt ``values`` and ``fragments.clip_vertices``.
+        None when no visible silhouette crosses a pixel pair, else (source [M], target [M]
+        int64 flat pixel indices into B*H*W, weight [M] float): the blend is
+        ``image[target] += weight * (image[source] - image[target])`` for all M at once.
+        ``weight`` is differentiable wrt ``fragments.clip_vertices``.
     """
-    height, width = fragments.image_size
-    shape = (fragments.batch_size, height, width, values.shape[1])
-    pairs = _blend_pairs(fragments, neighbors, edges, values.dtype)
-    if pairs is None:
-        source = target = fragments.pixel_index.new_empty(0)
-        pairs = (source, target, values.new_empty(0))
-    image = _UnpackBlend.apply(values, fragments.pixel_index, *pairs, shape[0] * height * width)
-    return image.view(shape)
-
-
-def _blend_pairs(
-    fragments: Fragments, neighbors: Tensor | None, edges: Tensor | None, dtype: torch.dtype
-) -> tuple[Tensor, Tensor, Tensor] | None:
-    """(source [M], target [M] flat pixel indices, weight [M] in ``dtype``) of the blend
-    ``image[target] += weight * (image[source] - image[target])``, or None when no visible
-    silhouette crosses a pixel pair. ``weight`` is differentiable wrt the clip vertices."""
     if edges is None:
         if neighbors is None:
             neighbors = face_neighbors(fragments.faces)
@@ -154,11 +140,41 @@ def _blend_pairs(
     past_middle = t.detach() >= 0.5
     target = torch.where(past_middle, o, p)
     source = torch.where(past_middle, p, o)
-    return source, target, (t - 0.5).abs().to(dtype)
+    return source, target, (t - 0.5).abs().to(dtype or t.dtype)
+
+
+def unpack_blend(
+    values: Tensor,
+    fragments: Fragments,
+    pairs: tuple[Tensor, Tensor, Tensor] | None,
+    fill: Sequence[float] | Tensor | None = None,
+) -> Tensor:
+    """Packed values -> images, antialiased with :func:`blend_pairs`, in one step.
+
+    Same result as ``antialias(unpack(values, fragments, fill), fragments)`` when every
+    channel has the same fill (the blend is a convex combination of two pixels, so it
+    commutes with compositing over a constant background), but the backward pass works on
+    the covered pixels only instead of image-sized gradient buffers.
+
+    Args:
+        values: [N, C] float values at ``fragments.pixel_index``.
+        pairs: from :func:`blend_pairs`, or None for no blending.
+        fill: [C] values of uncovered pixels (default 0).
+    Returns:
+        [B, H, W, C], differentiable wrt ``values`` and the pairs' weights.
+    """
+    height, width = fragments.image_size
+    batch, channels = fragments.batch_size, values.shape[1]
+    if pairs is None:
+        empty = fragments.pixel_index.new_empty(0)
+        pairs = (empty, empty, values.new_empty(0))
+    fill = values.new_zeros(channels) if fill is None else torch.as_tensor(fill).to(values)
+    image = _UnpackBlend.apply(values, fragments.pixel_index, *pairs, batch * height * width, fill)
+    return image.view(batch, height, width, channels)
 
 
 class _UnpackBlend(torch.autograd.Function):
-    """Scatter packed values into a zero image, then :class:`_Blend` it (in place).
+    """Scatter packed values into an image filled with ``fill``, then :class:`_Blend` it.
 
     Hand-written backward (why: speed): autograd through unpack + blend allocates and fills
     several image-sized gradient buffers, although only the N covered pixels and the M
@@ -169,14 +185,14 @@ class _UnpackBlend(torch.autograd.Function):
     Args (to ``apply``):
         values: [N, C] float at the covered pixels ``pixel_index`` [N] int64 (ascending).
         source, target: [M] int64 flat pixel indices; weight: [M] float, differentiable.
-        num_pixels: B * H * W.
+        num_pixels: B * H * W; fill: [C] values of the other pixels (no gradient).
     Returns:
         [num_pixels, C] image.
     """
 
     @staticmethod
-    def forward(ctx, values, pixel_index, source, target, weight, num_pixels):
-        image = values.new_zeros(num_pixels, values.shape[1])
+    def forward(ctx, values, pixel_index, source, target, weight, num_pixels, fill):
+        image = fill.expand(num_pixels, values.shape[1]).clone()
         image.index_copy_(0, pixel_index, values)
         difference = image.index_select(0, source) - image.index_select(0, target)
         image.index_add_(0, target, weight[:, None] * difference)
@@ -196,21 +212,20 @@ class _UnpackBlend(torch.autograd.Function):
             spread = weight[:, None] * grad_target
             rows = slot.index_select(0, torch.cat([source, target]))
             covered = torch.nonzero(rows >= 0).squeeze(1)
-            grad_values.index_add_(
-                0, rows.index_select(0, covered), torch.cat([spread, -spread]).index_select(0, covered)
-            )
+            corrections = torch.cat([spread, -spread]).index_select(0, covered)
+            grad_values.index_add_(0, rows.index_select(0, covered), corrections)
         if ctx.needs_input_grad[4]:
             grad_weight = (grad_target * difference).sum(1)
-        return grad_values, None, None, None, grad_weight, None
+        return grad_values, None, None, None, grad_weight, None, None
 
 
 class _Blend(torch.autograd.Function):
     """``out = image; out[target] += weight * (image[source] - image[target])``.
 
-    Hand-written backward: through autograd, the gather of the source and target colours
-    costs a zero-filled image-sized gradient buffer plus an image-sized addition in the
-    backward pass (about a fifth of the antialiasing time on 5 views at 224x224); here the
-    gradient is scattered straight into one copy of the incoming gradient. Pixel pairs are
+    Hand-written backward (why: speed): through autograd, the gather of the source and target
+    colours costs a zero-filled image-sized gradient buffer plus an image-sized addition in
+    the backward pass; here the gradient is scattered straight into one copy of the incoming
+    gradient. Pixel pairs are
     distinct (one crossing per pair), but a pixel may be the target of several pairs, so the
     forward reads all colours before writing any (as the autograd version did).
 

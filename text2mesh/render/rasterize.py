@@ -650,69 +650,25 @@ def _pixel_bary_depth(
     view = torch.div(pixel_index, height * width, rounding_mode="floor")
     vidx = (view[:, None] * num_vertices + faces.index_select(0, pixel_face)).reshape(-1)
     tri = clip_vertices.reshape(-1, 4).index_select(0, vidx).view(-1, 3, 4)
+    m, det = _cross_rows(tri)
     x, y = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
     position = torch.stack([x, y, torch.ones_like(x)], dim=1)  # [N, 3] homogeneous
-    points = tri[..., (0, 1, 3)]  # [N, 3, 3] rows p_i = (x_i, y_i, w_i)
-    bary, depth, det = _BaryDepth.apply(points, position)
-    return bary, depth, det > 0
+    e = torch.bmm(m, position[:, :, None]).squeeze(2)  # [N, 3] edge functions
+    total = e.sum(1, keepdim=True)
+    bary = e / total
+    depth = det / total.squeeze(1)
+    return bary, depth, det.detach() > 0
 
 
-class _BaryDepth(torch.autograd.Function):
-    """Perspective-correct barycentrics and view depth from homogeneous edge functions.
-
-    With ``m_i = p_{i+1} x p_{i+2}`` (:func:`_cross_rows`), ``e_i = m_i . P`` at the pixel's
-    homogeneous NDC position P, ``bary = e / sum(e)`` and ``depth = det[p_0, p_1, p_2] / sum(e)``.
-
-    Hand-written backward (why: speed): autograd records a dozen small ops on [N, 3, 3]
-    tensors here (crosses, a batched 3x3 matmul, row selections) and their backward is a
-    large part of the renderer's backward pass; the closed form below needs two crosses.
-
-    Args (to ``apply``):
-        points: [N, 3, 3] float, rows p_i = (x_i, y_i, w_i) of the clip-space corners.
-        position: [N, 3] (X, Y, 1) pixel centres in NDC (no gradient).
-    Returns:
-        bary [N, 3], depth [N], det [N] (no gradient; > 0 where counter-clockwise on screen).
-    """
-
-    @staticmethod
-    def forward(ctx, points: Tensor, position: Tensor):
-        m, det = _cross_rows(points)
-        e = (m * position[:, None, :]).sum(2)  # [N, 3] edge functions
-        total = e.sum(1, keepdim=True)
-        bary = e / total
-        depth = det / total.squeeze(1)
-        ctx.save_for_backward(points, position, m, bary, depth, total)
-        ctx.mark_non_differentiable(det)
-        return bary, depth, det
-
-    @staticmethod
-    def backward(ctx, grad_bary: Tensor, grad_depth: Tensor, _grad_det: Tensor):
-        points, position, m, bary, depth, total = ctx.saved_tensors
-        if grad_bary is None:
-            grad_bary = torch.zeros_like(bary)
-        if grad_depth is None:
-            grad_depth = torch.zeros_like(depth)
-        # d/d e_i of bary_j = e_j / sum(e) and of depth = det / sum(e)
-        shared = (grad_bary * bary).sum(1, keepdim=True) + (grad_depth * depth)[:, None]
-        grad_e = (grad_bary - shared) / total  # [N, 3]
-        grad_m = grad_e[:, :, None] * position[:, None, :]  # [N, 3, 3]
-        # det is the triple product: d det / d p_i = m_i
-        grad_points = (grad_depth / total.squeeze(1))[:, None, None] * m
-        # m_i = p_{i+1} x p_{i+2}: p_{i+1} gets p_{i+2} x g_i, p_{i+2} gets g_i x p_{i+1}
-        to_next = torch.linalg.cross(points.roll(-2, 1), grad_m, dim=-1)
-        to_after = torch.linalg.cross(grad_m, points.roll(-1, 1), dim=-1)
-        grad_points = grad_points + to_next.roll(1, 1) + to_after.roll(2, 1)
-        return grad_points, None
-
-
-def _cross_rows(points: Tensor) -> tuple[Tensor, Tensor]:
+def _cross_rows(tri: Tensor) -> tuple[Tensor, Tensor]:
     """Rows ``p_j x p_k`` of the homogeneous 2D edge functions and ``det[p_0, p_1, p_2]``.
 
     Args:
-        points: [T, 3, 3] rows p_i = (x_i, y_i, w_i) of clip-space triangles.
+        tri: [T, 3, 4] clip-space triangles; p_i = (x_i, y_i, w_i).
     Returns:
         m: [T, 3, 3] with m[:, i] = p_{i+1} x p_{i+2}; det: [T].
     """
-    m = torch.linalg.cross(points.roll(-1, 1), points.roll(-2, 1), dim=-1)
-    det = (points[:, 0] * m[:, 0]).sum(-1)
+    p = tri[..., (0, 1, 3)]  # [T, 3, 3]
+    m = torch.linalg.cross(p.roll(-1, 1), p.roll(-2, 1), dim=-1)
+    det = (p[:, 0] * m[:, 0]).sum(-1)
     return m, det

@@ -8,9 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from text2mesh.render.antialias import antialias_packed, face_neighbors, mesh_edges
-from text2mesh.render.composite import composite
-from text2mesh.render.interpolate import interpolate_packed, unpack
+from text2mesh.render.antialias import (
+    blend_pairs,
+    face_neighbors,
+    mesh_edges,
+    unpack_blend,
+)
+from text2mesh.render.interpolate import interpolate_packed
 from text2mesh.render.rasterize import (
     DEFAULT_MAX_CANDIDATES,
     Fragments,
@@ -196,16 +200,16 @@ class Renderer:
         if lighting == "sh":
             normals = pixel_normals(camera_vertices, faces, fragments, self.two_sided)
         values = shade(values, normals, lighting, self.sh_coefficients)
-        coverage = values.new_ones(values.shape[0], 1)
-        values = torch.cat([values, coverage], dim=1)
+        pairs = None
         if self.antialias:
-            image = antialias_packed(values, fragments, edges=edges)  # [B, H, W, 3P + 1]
-        else:
-            image = unpack(values, fragments)
-        batch, height, width = image.shape[:3]
-        rgb, alpha = image.split([3 * num_passes, 1], dim=-1)
-        rgb = rgb.reshape(batch, height, width, num_passes, 3)
-        rgb = composite(rgb, alpha[..., None, :], background)
+            pairs = blend_pairs(fragments, edges=edges, dtype=values.dtype)
+        # Compositing over the background before antialiasing (filling uncovered pixels
+        # with it) equals compositing after: the blend mixes two pixels convexly.
+        fill = None if background is None else _background(background, values).repeat(num_passes)
+        rgb = unpack_blend(values, fragments, pairs, fill)  # [B, H, W, 3P]
+        alpha = unpack_blend(values.new_ones(values.shape[0], 1), fragments, pairs)
+        batch, height, width = rgb.shape[:3]
+        rgb = rgb.view(batch, height, width, num_passes, 3)
         images = rgb.permute(3, 0, 4, 1, 2)  # [P, B, 3, H, W]
         if passes is None:
             images = images[0]
@@ -227,3 +231,11 @@ class Renderer:
             )
         faces = faces.to(device=vertices.device, dtype=torch.int64)
         return vertices, faces, colors.to(device=vertices.device, dtype=vertices.dtype)
+
+
+def _background(background: Sequence[float] | Tensor, like: Tensor) -> Tensor:
+    """(r, g, b) -> [3] tensor with ``like``'s dtype and device."""
+    bg = torch.as_tensor(background, dtype=like.dtype, device=like.device)
+    if bg.shape != (3,):
+        raise ValueError(f"background must be 3 numbers (r, g, b), got shape {tuple(bg.shape)}")
+    return bg
