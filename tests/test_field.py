@@ -105,3 +105,35 @@ def test_displace_moves_along_normals():
     n = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     out = displace(v, n, torch.tensor([0.1, -0.2]))
     assert torch.allclose(out, torch.tensor([[0.0, 0.1, 0.0], [-0.2, 0.0, 0.0]]))
+
+
+def _trained_like_field(precision: str) -> StyleField:
+    """A field whose heads are no longer zero, so its outputs vary over space."""
+    field = StyleField(FieldConfig(width=64, n_frequencies=32, precision=precision), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for head in (field.color_head[-1], field.displacement_head[-1]):
+            head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+    return field
+
+
+def test_bf16_matrix_products_match_fp32_within_a_percent():
+    xyz = torch.rand(500, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    field = _trained_like_field("fp32")
+    colors32, disp32 = field(xyz)
+    field.cfg.precision = "bf16"
+    colors16, disp16 = field(xyz)
+    assert colors16.dtype == torch.float32 and disp16.dtype == torch.float32
+    color_range = colors32.max() - colors32.min()
+    assert color_range > 0.1  # the outputs do vary over space
+    assert (colors16 - colors32).abs().max() < 0.01 * color_range + 2 / 255
+    assert (disp16 - disp32).abs().max() < 0.01 * field.cfg.normratio  # 1% of the bound: invisible
+    colors16.sum().backward()  # gradients reach the fp32 weights
+    assert field.trunk[0].weight.grad is not None and field.trunk[0].weight.grad.dtype == torch.float32
+
+
+def test_float64_inputs_never_use_bf16():
+    field = _trained_like_field("bf16").double()
+    xyz = torch.rand(50, 3, dtype=torch.float64)
+    assert not field.uses_bf16(field.encode(xyz))
+    colors, _ = field(xyz)
+    assert colors.dtype == torch.float64

@@ -92,7 +92,9 @@ def test_red_prompt_makes_the_mesh_red_and_blue_prompt_blue(tiny, red):
 def test_negative_prompt_gives_less_red(tiny):
     plain = _stylize(tiny, "an object")
     negative = _stylize(tiny, "an object", prompts=["red:-1"])
-    assert _redness(_mean_colour(negative)) < _redness(_mean_colour(plain)) - 0.05
+    # Same seed and settings: a pipeline that ignored the negative target would give the same
+    # colours (difference 0). Measured margins over field precisions and run lengths: 0.03-0.11.
+    assert _redness(_mean_colour(negative)) < _redness(_mean_colour(plain)) - 0.02
 
 
 def test_stripes_prompt_gives_more_high_frequency_colour_than_plain(tiny):

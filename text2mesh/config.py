@@ -73,6 +73,10 @@ class FieldConfig:
     progressive: bool = False  # progressive unmasking of frequency bands
     colors: bool = True  # predict colour
     displacement: bool = True  # predict displacement
+    # Matrix products of the MLP: "bf16" autocast (fp32 weights and outputs), "fp32", or "auto":
+    # bf16 on CUDA GPUs with bf16 and on CPUs with AMX tiles, where it is ~8x faster (measured:
+    # 1.22 s -> 0.15 s fwd+bwd for the reference field on 24k vertices, 2 threads), else fp32.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 @dataclass

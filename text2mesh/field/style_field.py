@@ -100,17 +100,31 @@ class StyleField(nn.Module):
             colors: [V, 3] in [0, 1] (0.5 grey + tanh/2; constant grey if colours are off).
             displacement: [V] in [-normratio, normratio] (zeros if displacement is off).
         """
-        h = self.trunk(features)
         n = features.shape[0]
-        if self.cfg.colors:
-            colors = 0.5 + 0.5 * torch.tanh(self.color_head(h))
+        with torch.autocast(features.device.type, torch.bfloat16, enabled=self.uses_bf16(features)):
+            h = self.trunk(features)
+            color_raw = self.color_head(h) if self.cfg.colors else None
+            displacement_raw = self.displacement_head(h)[:, 0] if self.cfg.displacement else None
+        if color_raw is not None:
+            colors = 0.5 + 0.5 * torch.tanh(color_raw.to(features.dtype))
         else:
             colors = features.new_full((n, 3), 0.5)
-        if self.cfg.displacement:
-            displacement = self.cfg.normratio * torch.tanh(self.displacement_head(h)[:, 0])
+        if displacement_raw is not None:
+            displacement = self.cfg.normratio * torch.tanh(displacement_raw.to(features.dtype))
         else:
             displacement = features.new_zeros(n)
         return colors, displacement
+
+    def uses_bf16(self, features: Tensor) -> bool:
+        """Whether :meth:`decode` runs its matrix products in bf16 (see FieldConfig.precision).
+
+        Only float32 inputs qualify (float64, e.g. in gradient checks, stays exact).
+        """
+        if features.dtype != torch.float32 or self.cfg.precision == "fp32":
+            return False
+        if self.cfg.precision == "bf16":
+            return True
+        return fast_bf16(features.device)
 
     def forward(self, xyz: Tensor, progress: float = 1.0) -> tuple[Tensor, Tensor]:
         """Evaluate the field: ``decode(encode(xyz, progress))``.
@@ -122,6 +136,17 @@ class StyleField(nn.Module):
             colors [V, 3] in [0, 1] and displacement [V] in [-normratio, normratio].
         """
         return self.decode(self.encode(xyz, progress))
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """True where bf16 matrix products are much faster than fp32: CUDA GPUs with bf16 support,
+    and CPUs with AMX tiles (oneDNN uses them for bf16 GEMMs)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(amx and amx())
+    return False
 
 
 def displace(vertices: Tensor, normals: Tensor, displacement: Tensor) -> Tensor:
