@@ -29,13 +29,7 @@ from text2mesh.views import Cameras, cameras_from_angles
 # ----------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small renders are fastest on one thread, and the machine's cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def dump(name: str, **images: np.ndarray) -> None:

@@ -53,6 +53,32 @@ def _preset_mesh(path: str | None) -> str | None:
     return str(in_project) if in_project.exists() else path
 
 
+def _stacked(*options):
+    """One decorator applying several click options, in the order given (for shared flag groups)."""
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+_clip_options = _stacked(
+    click.option("--clip-model", help="open_clip model name, or text2mesh-tiny (shipped, offline)."),
+    click.option("--clip-pretrained", help="open_clip pretrained tag (default openai) or a weights file."),
+    click.option("--clip-checkpoint", type=click.Path(dir_okay=False), help="Local CLIP weights file for --clip-model."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Where to run (default auto)."),
+)
+
+_target_options = _stacked(
+    click.option("--prompt", "prompts", multiple=True, metavar="TEXT[:W]",
+                 help="Another text target with weight W (default 1; negative pushes away)."),
+    click.option("--image-prompt", "image_prompts", multiple=True, metavar="FILE[:W]", help="An image target with weight W."),
+    click.option("--negative", "negatives", multiple=True, metavar="TEXT", help="A text to move away from (weight -1)."),
+)
+
+
 def _mesh_options(command):
     """The mesh-preparation flags (MeshConfig fields), shared by commands that prepare a mesh."""
     options = [
@@ -65,9 +91,7 @@ def _mesh_options(command):
         click.option("--no-clean", "no_clean", is_flag=True, default=None,
                      help="Keep the mesh as loaded (no merging of duplicate vertices, no dropped faces)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _stacked(*options)(command)
 
 
 def _mesh_overrides(up_axis, max_edge, max_faces, no_clean) -> dict:
@@ -92,13 +116,8 @@ def _mesh_overrides(up_axis, max_edge, max_faces, no_clean) -> dict:
 @click.option("--seed", type=int, help="Random seed (optim.seed); same seed + config + device -> same result.")
 @click.option("--preset", help="A preset in configs/ (default, draft, candle, horse, lamp, vase, person, shoe, alien).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A YAML config file (instead of --preset).")
-@click.option("--clip-model", help="open_clip model name, or text2mesh-tiny (shipped, offline).")
-@click.option("--clip-pretrained", help="open_clip pretrained tag (default openai) or a weights file.")
-@click.option("--clip-checkpoint", type=click.Path(dir_okay=False), help="Local CLIP weights file for --clip-model.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Where to run (default auto).")
-@click.option("--prompt", "prompts", multiple=True, metavar="TEXT[:W]", help="Another text target with weight W (default 1).")
-@click.option("--image-prompt", "image_prompts", multiple=True, metavar="FILE[:W]", help="An image target with weight W.")
-@click.option("--negative", "negatives", multiple=True, metavar="TEXT", help="A text to move away from (weight -1).")
+@_clip_options
+@_target_options
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override any config field, e.g. render.resolution=128.")
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
@@ -231,13 +250,8 @@ def view_command(target, before_after) -> None:
 @click.option("--seed", type=int, help="Random seed (optim.seed); with --variations N, seeds SEED..SEED+N-1.")
 @click.option("--preset", help="A preset in configs/.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A YAML config file (instead of --preset).")
-@click.option("--clip-model", help="open_clip model name, or text2mesh-tiny (shipped, offline).")
-@click.option("--clip-pretrained", help="open_clip pretrained tag (default openai) or a weights file.")
-@click.option("--clip-checkpoint", type=click.Path(dir_okay=False), help="Local CLIP weights file for --clip-model.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Where to run (default auto).")
-@click.option("--prompt", "prompts", multiple=True, metavar="TEXT[:W]", help="Another text target with weight W (default 1; negative pushes away).")
-@click.option("--image-prompt", "image_prompts", multiple=True, metavar="FILE[:W]", help="An image target with weight W.")
-@click.option("--negative", "negatives", multiple=True, metavar="TEXT", help="A text to move away from (weight -1).")
+@_clip_options
+@_target_options
 @click.option("--init-image", type=click.Path(dir_okay=False), help="Start from this picture.")
 @click.option("--variations", type=click.IntRange(min=1), default=1, show_default=True, help="N runs with consecutive seeds and a contact sheet.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override any config field, e.g. imagine.n_strokes=128.")

@@ -648,15 +648,27 @@ def _pixel_bary_depth(
     height, width = image_size
     num_vertices = clip_vertices.shape[1]
     view = torch.div(pixel_index, height * width, rounding_mode="floor")
-    corner_rows = view * num_vertices + faces.index_select(0, pixel_face).t()  # [3, N]
-    # component-major gathers: each x[i], y[i], w[i] below is a contiguous [N] row
-    xyw = clip_vertices.reshape(-1, 4)[:, (0, 1, 3)].t().contiguous()  # [3, B*V]
-    x, y, w = xyw.index_select(1, corner_rows.reshape(-1)).view(3, 3, -1).unbind(0)
-    m = [_cross(x, y, w, (i + 1) % 3, (i + 2) % 3) for i in range(3)]  # (mx, my, mz) per edge
-    det = x[0] * m[0][0] + y[0] * m[0][1] + w[0] * m[0][2]
-    px, py = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
-    e = torch.stack([mx * px + my * py + mz for mx, my, mz in m], dim=1)  # [N, 3]
+    vidx = (view[:, None] * num_vertices + faces.index_select(0, pixel_face)).reshape(-1)
+    tri = clip_vertices.reshape(-1, 4).index_select(0, vidx).view(-1, 3, 4)
+    m, det = _cross_rows(tri)
+    x, y = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
+    position = torch.stack([x, y, torch.ones_like(x)], dim=1)  # [N, 3] homogeneous
+    e = torch.bmm(m, position[:, :, None]).squeeze(2)  # [N, 3] edge functions
     total = e.sum(1, keepdim=True)
     bary = e / total
     depth = det / total.squeeze(1)
     return bary, depth, det.detach() > 0
+
+
+def _cross_rows(tri: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows ``p_j x p_k`` of the homogeneous 2D edge functions and ``det[p_0, p_1, p_2]``.
+
+    Args:
+        tri: [T, 3, 4] clip-space triangles; p_i = (x_i, y_i, w_i).
+    Returns:
+        m: [T, 3, 3] with m[:, i] = p_{i+1} x p_{i+2}; det: [T].
+    """
+    p = tri[..., (0, 1, 3)]  # [T, 3, 3]
+    m = torch.linalg.cross(p.roll(-1, 1), p.roll(-2, 1), dim=-1)
+    det = (p[:, 0] * m[:, 0]).sum(-1)
+    return m, det
