@@ -54,31 +54,21 @@ class _State:
             self.previous = None
 
 
-class _Enter(torch.autograd.Function):
-    """Identity on the renderer's outputs; its backward switches to the renderer's threads."""
+class _OnBackward(torch.autograd.Function):
+    """Identity on tensors whose backward first calls ``action``.
+
+    Placed on the renderer's outputs with ``state.enter`` (the backward switches to the
+    renderer's threads) and on its inputs with ``state.leave`` (restores the caller's).
+    """
 
     @staticmethod
-    def forward(ctx, state: _State, *tensors: Tensor):
-        ctx.state = state
+    def forward(ctx, action, *tensors: Tensor):
+        ctx.action = action
         return tuple(t.view_as(t) for t in tensors)
 
     @staticmethod
     def backward(ctx, *grads):
-        ctx.state.enter()
-        return (None, *grads)
-
-
-class _Leave(torch.autograd.Function):
-    """Identity on the renderer's inputs; its backward restores the caller's threads."""
-
-    @staticmethod
-    def forward(ctx, state: _State, *tensors: Tensor):
-        ctx.state = state
-        return tuple(t.view_as(t) for t in tensors)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        ctx.state.leave()
+        ctx.action()
         return (None, *grads)
 
 
@@ -100,10 +90,10 @@ def scope_backward_threads(inputs: Sequence[Tensor], run, threads: int | None):
         return run(*inputs)
     state = _State(threads)
     marked = list(inputs)
-    for i, t in zip(tracked, _Leave.apply(state, *(inputs[i] for i in tracked))):
+    for i, t in zip(tracked, _OnBackward.apply(state.leave, *(inputs[i] for i in tracked))):
         marked[i] = t
     outputs = list(run(*marked))
     differentiable = [i for i, t in enumerate(outputs) if t.requires_grad]
-    for i, t in zip(differentiable, _Enter.apply(state, *(outputs[i] for i in differentiable))):
+    for i, t in zip(differentiable, _OnBackward.apply(state.enter, *(outputs[i] for i in differentiable))):
         outputs[i] = t
     return tuple(outputs)
