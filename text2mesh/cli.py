@@ -114,7 +114,7 @@ def _mesh_overrides(up_axis, max_edge, max_faces, no_clean) -> dict:
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Run folder (default: runs/<mesh>-<prompt>-<time>).")
 @click.option("--iters", type=click.IntRange(min=1), help="Iterations (optim.iters).")
 @click.option("--seed", type=int, help="Random seed (optim.seed); same seed + config + device -> same result.")
-@click.option("--preset", help="A preset in configs/ (default, draft, candle, horse, lamp, vase, person, shoe, alien).")
+@click.option("--preset", help="A preset in configs/ (default, draft, tiny, candle, horse, lamp, vase, person, shoe, alien).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A YAML config file (instead of --preset).")
 @_clip_options
 @_target_options
