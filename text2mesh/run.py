@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .errors import RunFolderError
+from .export.files import write_bytes_atomic
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -36,13 +37,6 @@ def default_run_dir(mesh_stem: str, prompt: str, *, root: Path | None = None, no
     """``runs/<mesh>-<prompt>-<YYYYmmdd-HHMMSS>`` under ``root`` (default: the working folder)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return (root or Path.cwd()) / "runs" / f"{slug(mesh_stem, 24)}-{slug(prompt)}-{stamp}"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 class RunFolder:
@@ -117,7 +111,7 @@ class RunFolder:
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         buffer = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
-        write_atomic(self.checkpoint, buffer.getvalue())
+        write_bytes_atomic(self.checkpoint, buffer.getvalue())
 
     def load_checkpoint(self) -> dict[str, Any]:
         try:
@@ -137,7 +131,7 @@ class RunFolder:
         for i, loss in enumerate(losses):
             row = parts[i] if i < len(parts) else {}
             writer.writerow([i + 1, f"{loss:.6f}", *(f"{row[k]:.6f}" if k in row else "" for k in names)])
-        write_atomic(self.losses, text.getvalue().encode())
+        write_bytes_atomic(self.losses, text.getvalue().encode())
 
 
 def read_losses(path: str | Path) -> list[float]:
