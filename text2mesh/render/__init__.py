@@ -18,9 +18,11 @@ from text2mesh.render.interpolate import (
 )
 from text2mesh.render.rasterize import (
     Fragments,
-    back_face_culling,
+    camera_centers,
+    face_orientation,
     is_closed_and_oriented,
     rasterize,
+    views_in_front,
 )
 from text2mesh.render.renderer import Renderer, RenderOutput, transform_vertices
 from text2mesh.render.shade import (
@@ -37,9 +39,10 @@ __all__ = [
     "RenderOutput",
     "Renderer",
     "antialias",
-    "back_face_culling",
+    "camera_centers",
     "composite",
     "face_neighbors",
+    "face_orientation",
     "gather_face_values",
     "interpolate",
     "interpolate_packed",
@@ -52,4 +55,5 @@ __all__ = [
     "shade",
     "transform_vertices",
     "unpack",
+    "views_in_front",
 ]

@@ -22,8 +22,8 @@ Method (vectorized, no Python loop over faces or pixels):
 3. Each triangle's pixel bounding box comes from its polygon clipped to the near plane; the
    first pixel of every box is tested directly, the other (view, face, pixel) candidates are
    enumerated in chunks of at most ``max_candidates`` (bounded memory for 1M faces or
-   1024x1024 images). Optionally (``cull``), faces turned away are skipped where that cannot
-   change the picture.
+   1024x1024 images). Optionally (``skip``), faces turned away are left out before any of
+   this, where that cannot change the picture (see :func:`face_orientation`).
 4. The depth test is a ``scatter_reduce(amin)`` over 64-bit keys ``depth_bits << 32 | face``
    (positive float32 bit patterns sort like the floats), ties broken by the lower face index.
 """
@@ -39,10 +39,12 @@ from torch import Tensor
 
 __all__ = [
     "Fragments",
-    "back_face_culling",
+    "camera_centers",
+    "face_orientation",
     "is_closed_and_oriented",
     "pixel_centers_ndc",
     "rasterize",
+    "views_in_front",
 ]
 
 _EMPTY_KEY = torch.iinfo(torch.int64).max
@@ -145,7 +147,8 @@ def rasterize(
     image_size: tuple[int, int],
     *,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
-    cull: Tensor | None = None,
+    orientation: Tensor | None = None,
+    skip: Tensor | None = None,
 ) -> Fragments:
     """Find the visible triangle, its barycentrics and depth at every pixel centre.
 
@@ -157,10 +160,13 @@ def rasterize(
         image_size: (H, W) in pixels.
         max_candidates: at most this many (view, face, pixel) candidates are held in memory
             at once; lower it to save memory, raise it for fewer chunks.
-        cull: None, or [B] int8 per view: 1 (-1) leaves out the faces that are
-            counter-clockwise (clockwise) on screen and entirely in front of the camera, 0
-            none. Only safe where no face turned away can be the nearest surface (see
-            :func:`back_face_culling`); it halves the work on closed meshes.
+        orientation: None, or [B, F] int8 screen orientation of every face (1 counter-clockwise,
+            -1 clockwise), e.g. from :func:`face_orientation`, which is far cheaper than
+            finding it from the projected vertices (done when None). Faces with a vertex behind
+            the near plane are set to 0 (unknown) in :attr:`Fragments.face_orientation`.
+        skip: None, or [B, F] bool faces to leave out of each view. Only safe where no face
+            left out can be the nearest surface (see :func:`face_orientation`); leaving out
+            the faces turned away halves the work on closed meshes.
     Returns:
         :class:`Fragments`. Faces with zero projected area, triangles entirely behind the
         near plane or outside the view, and non-finite vertices are never drawn; triangles
@@ -171,7 +177,7 @@ def rasterize(
     height, width = image_size
     with torch.no_grad():
         keys, orientation = _depth_test(
-            clip_vertices.detach(), faces, image_size, max_candidates, cull
+            clip_vertices.detach(), faces, image_size, max_candidates, orientation, skip
         )
         pixel_index = torch.nonzero(keys != _EMPTY_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
@@ -215,32 +221,69 @@ def is_closed_and_oriented(faces: Tensor) -> bool:
     return bool(torch.isin(end * size + start, ordered).all())
 
 
-def back_face_culling(vertices: Tensor, faces: Tensor, clip_vertices: Tensor) -> Tensor:
-    """Per-view ``cull`` for :func:`rasterize` that never changes what is visible.
+def camera_centers(world_to_camera: Tensor) -> Tensor:
+    """World positions of cameras from their rigid world -> camera transforms.
 
-    For a closed, consistently oriented mesh (:func:`is_closed_and_oriented`, checked by the
-    caller) seen from outside, the nearest surface along any ray is a face turned towards the
-    camera, so the faces turned away can be skipped. A view qualifies when all vertices are in
-    front of the near plane (then the camera is outside the mesh, and no cut-open surface
-    shows its inside); the faces turned away are the clockwise ones when the mesh's signed
-    volume is positive (outward winding), the counter-clockwise ones when it is negative.
-    (A mesh made of several closed parts of which some are inside-out is not detected; such
-    a part would be drawn from its far side.)
+    Args:
+        world_to_camera: [B, 4, 4].
+    Returns:
+        [B, 3] ``-R^T t``, the point the transforms send to the camera-space origin.
+    """
+    rotation = world_to_camera[:, :3, :3]
+    translation = world_to_camera[:, :3, 3:]
+    return -(rotation.mT @ translation).squeeze(-1)
+
+
+def face_orientation(vertices: Tensor, faces: Tensor, centers: Tensor) -> tuple[Tensor, Tensor]:
+    """Screen orientation of every face in every view, and the faces seen from inside.
+
+    Found in world space, without projecting anything (why: this is a small matrix product,
+    where the screen-space test gathers three projected corners per face and view): a
+    triangle is counter-clockwise on screen exactly when the camera centre ``c`` lies on the
+    side its winding's normal ``n = (v1 - v0) x (v2 - v0)`` points to, ``n . (c - v0) > 0``.
+
+    ``back`` marks the faces that can be left out of a closed, consistently oriented mesh
+    (:func:`is_closed_and_oriented`) seen from outside, i.e. with every vertex in front of
+    the near plane (:func:`views_in_front`): the nearest surface along any ray is then a face
+    turned towards the camera. Faces turned away are those clockwise on screen when the
+    mesh's signed volume is positive (outward winding) and counter-clockwise when it is
+    negative. A face is only marked when the sign is certain, i.e. ``|n . (c - v0)|`` is far
+    above its rounding error (faces seen edge-on are always drawn). A mesh made of several
+    closed parts of which some are inside-out is not detected; such a part would be drawn
+    from its far side.
 
     Args:
         vertices: [V, 3] world positions; faces: [F, 3] int64.
-        clip_vertices: [B, V, 4] the same vertices in clip space.
+        centers: [B, 3] camera centres in world space (:func:`camera_centers`).
     Returns:
-        [B] int8 ``cull`` argument for :func:`rasterize` (0 where a view does not qualify).
+        (orientation [B, F] int8: 1 counter-clockwise on screen, -1 clockwise, 0 seen exactly
+        edge-on; back [B, F] bool).
     """
     with torch.no_grad():
-        corners = vertices.detach().index_select(0, faces.reshape(-1)).view(-1, 3, 3)
-        v0, v1, v2 = corners.unbind(1)
-        volume = (v0 * torch.linalg.cross(v1, v2, dim=-1)).sum()
-        w = clip_vertices.detach()[..., 3]
-        in_front = ((clip_vertices.detach()[..., 2] + w >= 0) & (w > 0)).all(1)
-        side = -torch.sign(volume).to(torch.int8)
-        return torch.where(in_front, side, torch.zeros_like(side))
+        vertices = vertices.detach()
+        v0, v1, v2 = (vertices.index_select(0, faces[:, i]) for i in range(3))
+        first, second = v1 - v0, v2 - v0
+        normal = torch.linalg.cross(first, second, dim=-1)  # [F, 3]
+        offset = (normal * v0).sum(1)  # n . v0; sums to 6x the signed volume
+        facing = torch.addmm(-offset, centers.to(normal), normal.t())  # [B, F] n . (c - v0)
+        # rounding bound: |n| may be off by eps |first| |second| (slivers), times |c - v0|
+        reach = float(centers.norm(dim=1).max()) + v0.norm(dim=1)
+        tolerance = (first.norm(dim=1) * second.norm(dim=1) * reach) * 1e-4
+        if float(offset.sum()) >= 0:
+            back = facing < -tolerance
+        else:
+            back = facing > tolerance
+        return torch.sign(facing).to(torch.int8), back
+
+
+def views_in_front(clip_vertices: Tensor) -> Tensor:
+    """[B] bool: every vertex of the view is in front of the near plane (z >= -w, w > 0).
+
+    Args:
+        clip_vertices: [B, V, 4].
+    """
+    z, w = clip_vertices.detach()[..., 2], clip_vertices.detach()[..., 3]
+    return ((z + w >= 0) & (w > 0)).all(1)
 
 
 def _check_inputs(
@@ -276,7 +319,7 @@ def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], boxes: Tensor) 
 
     Args:
         tri: [4, 3, T] clip-space triangles, component-major (x, y, z, w rows; corners).
-        boxes: [4, T] int64 pixel boxes (col0, row0, n_cols, n_rows) from :func:`_chunk_boxes`.
+        boxes: [4, T] int64 pixel boxes (col0, row0, n_cols, n_rows) from :func:`_pair_boxes`.
     Returns:
         [16, T] in tri's dtype: rows 0-3, 4-7, 8-11 are a, b, c of the four functions e_0,
         e_1, e_2 and zn (the NDC-depth numerator), each ``a * col_in + b * row_in + c`` at the
@@ -301,8 +344,10 @@ def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], boxes: Tensor) 
         for (mx, my, mz), ai, bi in zip(m, a, b)
     ]
     inverse_depth = [a[0] + a[1] + a[2], b[0] + b[1] + b[2], c[0] + c[1] + c[2]]
-    _add_tolerance(a, b, c, n_cols, n_rows, torch.finfo(dtype).eps)
-    return torch.stack([*a, *b, *c, det.abs(), *inverse_depth]).to(dtype)
+    out = torch.stack([*a, *b, *c, det.abs(), *inverse_depth])
+    edges = out[:12].view(3, 4, -1)[:, :3]  # [3 (a, b, c), 3 (e_0, e_1, e_2), T]
+    _add_tolerance(edges, n_cols, n_rows, torch.finfo(dtype).eps)
+    return out.to(dtype)
 
 
 def _screen_coefficients(corners: Tensor, boxes: Tensor) -> Tensor:
@@ -323,41 +368,46 @@ def _screen_coefficients(corners: Tensor, boxes: Tensor) -> Tensor:
         in place of det: rows 0-11 e_0, e_1, e_2, zn; row 12 |2 area|; rows 13-15 the
         function whose value q gives the view depth ``w = row 12 / q``.
     """
-    col, row, _, inv_w, ndc_z = corners.unbind(0)  # each [3, T]
+    col, row, _, inv_w, ndc_z = corners.unbind(0)  # each [3, T]: one row per corner
     col0, row0, n_cols, n_rows = boxes.to(corners.dtype)
     u = col - col0
     v = row - row0
-    a, b, c = [], [], []
-    for i in range(3):
-        j, k = (i + 1) % 3, (i + 2) % 3
-        du, dv = u[k] - u[j], v[k] - v[j]
-        a.append(-dv)
-        b.append(du)
-        c.append(dv * u[j] - du * v[j])
-    area = a[0] * u[0] + b[0] * v[0] + c[0]
-    sign = torch.where(area < 0, -1.0, 1.0).to(area.dtype)
-    a = [ai * sign for ai in a]
-    b = [bi * sign for bi in b]
-    c = [ci * sign for ci in c]
-    z = [sum(coef[i] * ndc_z[i] for i in range(3)) for coef in (a, b, c)]
-    inverse_depth = [sum(coef[i] * inv_w[i] for i in range(3)) for coef in (a, b, c)]
-    _add_tolerance(a, b, c, n_cols, n_rows, torch.finfo(corners.dtype).eps)
-    return torch.stack([*a, z[0], *b, z[1], *c, z[2], area.abs(), *inverse_depth])
+    # edge function i (zero on the edge from corner j = i + 1 to k = i + 2), all three at once
+    u_j, v_j = u.roll(-1, 0), v.roll(-1, 0)
+    du = u.roll(-2, 0) - u_j
+    dv = v.roll(-2, 0) - v_j
+    out = corners.new_empty(16, corners.shape[2])
+    functions = out[:12].view(3, 4, -1)  # [3 (a, b, c), 4 (e_0, e_1, e_2, zn), T]
+    edges = functions[:, :3]
+    torch.neg(dv, out=edges[0])
+    edges[1] = du
+    torch.mul(dv, u_j, out=edges[2]).sub_(du * v_j)
+    area = edges[0, 0] * u[0] + edges[1, 0] * v[0] + edges[2, 0]
+    edges *= torch.where(area < 0, -1.0, 1.0).to(area.dtype)
+    torch.abs(area, out=out[12])
+    # z / w and 1 / w interpolate linearly on screen with the (unnormalized) e_i as weights
+    torch.sum(edges * ndc_z, dim=1, out=functions[:, 3])
+    torch.sum(edges * inv_w, dim=1, out=out[13:16])
+    _add_tolerance(edges, n_cols, n_rows, torch.finfo(corners.dtype).eps)
+    return out
 
 
-def _add_tolerance(
-    a: list[Tensor], b: list[Tensor], c: list[Tensor], n_cols: Tensor, n_rows: Tensor, eps: float
-) -> None:
+def _add_tolerance(edges: Tensor, n_cols: Tensor, n_rows: Tensor, eps: float) -> None:
     """Raise each edge function ``a * col + b * row + c`` by 16 ulps of its terms' size.
 
     Two triangles sharing an edge evaluate it with different roundings (their coefficients
     are relative to different boxes), so a pixel centre on or within a hair of the edge could
     fail both tests and leave a hole in a closed surface. The tolerance (about 1e-5 pixel for a
     pixel-sized triangle, 1e-3 pixel for a 200-pixel one) makes neighbours overlap by a sliver
-    that the depth test resolves. Modifies ``c`` in place.
+    that the depth test resolves.
+
+    Args:
+        edges: [3 (a, b, c), 3 (edge functions), T]; ``c`` is modified in place.
+        n_cols, n_rows: [T] box sizes.
     """
-    for i in range(3):
-        c[i] = c[i] + (a[i].abs() * n_cols + b[i].abs() * n_rows + c[i].abs()) * (16 * eps)
+    a, b, c = edges
+    slack = torch.addcmul(c.abs(), a.abs(), n_cols).addcmul_(b.abs(), n_rows)
+    c.add_(slack, alpha=16 * eps)
 
 
 def _cross(x, y, w, j: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -374,57 +424,80 @@ def _depth_test(
     faces: Tensor,
     image_size: tuple[int, int],
     max_candidates: int,
-    cull: Tensor | None = None,
-) -> Tensor:
+    orientation: Tensor | None,
+    skip: Tensor | None,
+) -> tuple[Tensor, Tensor]:
     """Nearest (depth, face) key per pixel.
 
     Args:
-        cull: None, or [B] int8 per view: 1 / -1 skip the faces that are counter-clockwise /
-            clockwise on screen (and entirely in front of the camera), 0 skip none.
+        orientation, skip: as for :func:`rasterize`.
     Returns:
         keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_EMPTY_KEY`` for background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
     """
-    batch = clip_vertices.shape[0]
+    batch, num_vertices = clip_vertices.shape[:2]
     num_faces = faces.shape[0]
     height, width = image_size
     device = clip_vertices.device
     keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
-    orientation = torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
     if num_faces == 0:
-        return keys, orientation
-    projected = _project_vertices(clip_vertices, image_size)
-    num_vertices = clip_vertices.shape[1]
+        return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
     clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]: x, y, z, w rows
-    screen_soa = projected.view(5, -1)  # [5, B*V]: col, row, front, 1/w, z/w rows
+    screen_soa = _project_vertices(clip_soa, image_size)  # [5, B*V]
     faces_soa = faces.t().contiguous()  # [3, F]
-    faces_per_chunk = max(1, max_candidates // (4 * batch))
-    for start in range(0, num_faces, faces_per_chunk):
-        chunk = faces_soa[:, start : start + faces_per_chunk]
-        boxes, counts, chunk_orientation = _chunk_boxes(clip_vertices, projected, chunk, image_size)
-        orientation[:, start : start + chunk.shape[1]] = chunk_orientation.view(batch, -1)
-        drawn = counts > 0
-        if cull is not None:
-            culled = (chunk_orientation.view(batch, -1) == cull[:, None]) & (cull[:, None] != 0)
-            drawn &= ~culled.view(-1)
-        keep = torch.nonzero(drawn).squeeze(1)
+    every_view = torch.arange(batch, device=device)[:, None] * num_vertices
+    corners_of_all = every_view[None] + faces_soa[:, None, :]  # [3, B, F] rows of screen_soa
+    all_front = bool(screen_soa[2].all())
+    if orientation is None:
+        orientation = _clip_orientation(clip_soa, corners_of_all)
+    elif not all_front:
+        front = screen_soa[2].index_select(0, corners_of_all.reshape(-1)).view(3, -1)
+        orientation = orientation * (front.sum(0) == 3).view(batch, num_faces)
+    pairs = torch.ones(batch, num_faces, dtype=torch.bool, device=device)
+    if skip is not None:
+        pairs &= ~skip
+    pairs = torch.nonzero(pairs.view(-1)).squeeze(1)  # view-major (view, face) pairs
+    corner_rows = corners_of_all.view(3, -1)
+    for start in range(0, pairs.numel(), max(1, max_candidates // 4)):
+        chunk = pairs[start : start + max(1, max_candidates // 4)]
+        rows = corner_rows.index_select(1, chunk)  # [3, T]
+        boxes, counts, num_front = _pair_boxes(clip_soa, screen_soa, rows, image_size)
+        keep = torch.nonzero(counts > 0).squeeze(1)
         if keep.numel() == 0:
             continue
-        view = torch.div(keep, chunk.shape[1], rounding_mode="floor")
-        face = keep - view * chunk.shape[1] + start
-        corner_rows = view * num_vertices + faces_soa.index_select(1, face)  # [3, T]
-        boxes = torch.cat([boxes[0].index_select(1, keep), boxes[1].index_select(1, keep)]).long()
-        in_front = chunk_orientation.index_select(0, keep) != 0
-        if bool(in_front.all()):
-            corners = screen_soa.index_select(1, corner_rows.view(-1)).view(5, 3, -1)
+        chunk, rows, boxes = chunk[keep], rows[:, keep], boxes[:, keep].long()
+        view = torch.div(chunk, num_faces, rounding_mode="floor")
+        face = chunk - view * num_faces
+        if num_front is None or bool((num_front[keep] == 3).all()):
+            corners = screen_soa.index_select(1, rows.view(-1)).view(5, 3, -1)
             floats = _screen_coefficients(corners, boxes)
         else:
-            floats = _mixed_coefficients(
-                clip_soa, screen_soa, corner_rows, in_front, boxes, image_size
-            )
+            in_front = num_front[keep] == 3
+            floats = _mixed_coefficients(clip_soa, screen_soa, rows, in_front, boxes, image_size)
         counts = (boxes[2] * boxes[3]) * (floats[12] > 0)  # degenerate: nothing
         _scan_candidates(keys, floats, boxes, counts, view, face, image_size, max_candidates)
     return keys, orientation
+
+
+def _clip_orientation(clip_soa: Tensor, corner_rows: Tensor) -> Tensor:
+    """Screen orientation of faces from their clip-space corners.
+
+    The sign of ``det[p_0, p_1, p_2]`` with ``p_i = (x_i, y_i, w_i)`` is the orientation of the
+    projected triangle when every corner is in front of the camera (det = w_0 w_1 w_2 times
+    twice its NDC area).
+
+    Args:
+        clip_soa: [4, N] x, y, z, w rows; corner_rows: [3, ...] indices into N.
+    Returns:
+        [...] int8: 1 counter-clockwise on screen, -1 clockwise, 0 degenerate or with a
+        corner not in front of the near plane.
+    """
+    shape = corner_rows.shape[1:]
+    x, y, z, w = clip_soa.index_select(1, corner_rows.reshape(-1)).view(4, 3, -1)
+    m = _cross(x, y, w, 1, 2)
+    det = x[0] * m[0] + y[0] * m[1] + w[0] * m[2]
+    front = ((z + w >= 0) & (w > 0)).all(0)
+    return (torch.sign(det).to(torch.int8) * front).view(shape)
 
 
 def _mixed_coefficients(
@@ -449,78 +522,73 @@ def _mixed_coefficients(
     return floats
 
 
-def _project_vertices(clip_vertices: Tensor, image_size: tuple[int, int]) -> Tensor:
+def _project_vertices(clip_soa: Tensor, image_size: tuple[int, int]) -> Tensor:
     """Per-vertex pixel coordinates.
 
+    Args:
+        clip_soa: [4, N] rows x, y, z, w of clip-space vertices.
     Returns:
-        [5, B, V] rows col, row (pixel-index units: pixel centres at integers, row 0 at the
+        [5, N] rows col, row (pixel-index units: pixel centres at integers, row 0 at the
         top), front (1.0 for a finite vertex in front of the near plane: z >= -w, w > 0;
         else 0), 1 / w and z / w; all but front are only meaningful where front is 1.
     """
     height, width = image_size
-    w = clip_vertices[..., 3]
-    finite = torch.isfinite(clip_vertices.sum(-1))  # (a sum overflowing is absurd anyway)
-    front = (clip_vertices[..., 2] + w >= 0) & (w > 0) & finite
-    inv_w = 1 / torch.where(front, w, torch.ones_like(w))
-    col = (clip_vertices[..., 0] * inv_w + 1) * (width / 2) - 0.5
-    row = (1 - clip_vertices[..., 1] * inv_w) * (height / 2) - 0.5
-    return torch.stack([col, row, front.to(w.dtype), inv_w, clip_vertices[..., 2] * inv_w])
+    x, y, z, w = clip_soa
+    front = (z + w >= 0) & (w > 0) & torch.isfinite(clip_soa.sum(0))  # (a sum overflowing
+    # is absurd anyway)
+    out = clip_soa.new_empty(5, clip_soa.shape[1])
+    inv_w = torch.where(front, w, w.new_ones(()), out=out[3]).reciprocal_()
+    torch.addcmul(torch.full_like(x, width / 2 - 0.5), x, inv_w, value=width / 2, out=out[0])
+    torch.addcmul(torch.full_like(y, height / 2 - 0.5), y, inv_w, value=-height / 2, out=out[1])
+    out[2] = front
+    torch.mul(z, inv_w, out=out[4])
+    return out
 
 
-def _chunk_boxes(
-    clip_vertices: Tensor,
-    projected: tuple[Tensor, ...],
-    chunk: Tensor,
-    image_size: tuple[int, int],
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Pixel boxes of a chunk of faces in every view.
+def _pair_boxes(
+    clip_soa: Tensor, screen_soa: Tensor, corner_rows: Tensor, image_size: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Pixel boxes of some (view, face) pairs.
 
     Args:
-        projected: from :func:`_project_vertices`.
-        chunk: [3, Fc] vertex indices (one row per corner).
+        clip_soa: [4, N] clip-space rows; screen_soa: [5, N] from :func:`_project_vertices`.
+        corner_rows: [3, T] indices into N of each pair's corners.
     Returns:
-        boxes: ([2, B*Fc], [2, B*Fc]) float rows (col0, row0) and (n_cols, n_rows), whole
-            numbers; columns view-major.
-        counts: [B*Fc] float number of pixels in each box (0 for faces entirely behind the
+        boxes: [4, T] float rows col0, row0, n_cols, n_rows (whole numbers).
+        counts: [T] float number of pixels in each box (0 for faces entirely behind the
             near plane).
-        orientation: [B*Fc] int8, 1/-1 counter-clockwise/clockwise on screen, 0 unknown.
+        num_front: None when every vertex is in front of the near plane, else [T] float
+            number of corners in front.
     """
     height, width = image_size
-    screen = projected
-    batch, num_chunk = screen.shape[1], chunk.shape[1]
-    flat_chunk = chunk.reshape(-1)
-    if bool(screen[2].all()):  # the usual case: every vertex in front, no need to gather it
-        xy = screen[:2].view(2 * batch, -1).index_select(1, flat_chunk)
-        xy = xy.view(2, batch, 3, num_chunk)
-        num_front = torch.full((batch * num_chunk,), 3, dtype=torch.int8, device=chunk.device)
-    else:
-        xyf = screen[:3].view(3 * batch, -1).index_select(1, flat_chunk)
-        xyf = xyf.view(3, batch, 3, num_chunk)
-        xy = xyf[:2]
-        num_front = xyf[2].sum(1).view(-1).round().to(torch.int8)
-    all_front = num_front == 3
-    c0, c1, c2 = xy[0].unbind(1)
-    r0, r1, r2 = xy[1].unbind(1)
-    area = ((r1 - r0) * (c2 - c0) - (c1 - c0) * (r2 - r0)).view(-1)  # > 0: ccw (rows go down)
-    orientation = torch.sign(area).to(torch.int8) * all_front
-    lo = xy.amin(2).view(2, -1)
-    hi = xy.amax(2).view(2, -1)
-    partial = torch.nonzero((num_front > 0) & ~all_front).squeeze(1)
-    if partial.numel():
-        view = torch.div(partial, num_chunk, rounding_mode="floor")
-        rows = view[:, None] * clip_vertices.shape[1] + chunk[:, partial - view * num_chunk].t()
-        tri = clip_vertices.reshape(-1, 4)[rows]
-        part_lo, part_hi = _clipped_extent(tri, image_size)
-        lo[:, partial], hi[:, partial] = part_lo.t(), part_hi.t()
+    num_pairs = corner_rows.shape[1]
+    all_front = bool(screen_soa[2].all())  # the usual case: no need to gather the front flags
+    gathered = 2 if all_front else 3
+    xyf = screen_soa[:gathered].index_select(1, corner_rows.reshape(-1)).view(gathered, 3, -1)
+    lo = torch.minimum(torch.minimum(xyf[:2, 0], xyf[:2, 1]), xyf[:2, 2])  # [2, T]
+    hi = torch.maximum(torch.maximum(xyf[:2, 0], xyf[:2, 1]), xyf[:2, 2])
+    num_front = None
+    if not all_front:
+        num_front = xyf[2].sum(0)
+        partial = torch.nonzero((num_front > 0) & (num_front < 3)).squeeze(1)
+        if partial.numel():
+            rows = corner_rows[:, partial].t().reshape(-1)
+            tri = clip_soa.index_select(1, rows).t().reshape(-1, 3, 4)
+            part_lo, part_hi = _clipped_extent(tri, image_size)
+            lo[:, partial], hi[:, partial] = part_lo.t(), part_hi.t()
     eps = 2e-3  # pixels: rounding of the projection, and the edge tolerances
-    first = torch.ceil(lo - eps).clamp_(min=0)
-    last = torch.floor(hi + eps)
+    boxes = lo.new_empty(4, num_pairs)
+    first, extent = boxes[:2], boxes[2:]
+    torch.ceil(lo.sub_(eps), out=first).clamp_(min=0)
+    last = torch.floor(hi.add_(eps))
     for axis, size in enumerate((width, height)):
         first[axis].clamp_(max=size)
         last[axis].clamp_(max=size - 1)
-    extent = (last - first + 1).clamp_(min=0)
-    counts = extent[0] * extent[1] * (num_front > 0)
-    return (first, extent), counts, orientation
+    torch.sub(last, first, out=extent).add_(1).clamp_(min=0)
+    counts = extent[0] * extent[1]
+    if num_front is not None:
+        counts *= num_front > 0
+    return boxes, counts, num_front
 
 
 def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -568,7 +636,7 @@ def _scan_candidates(
     Args:
         keys: [B*H*W] int64 running minimum keys.
         floats: [16, T] from :func:`_edge_coefficients` or :func:`_screen_coefficients`;
-            boxes: [4, T] from :func:`_chunk_boxes`; counts: [T] >= 0 pixels to scan per box;
+            boxes: [4, T] from :func:`_pair_boxes`; counts: [T] >= 0 pixels to scan per box;
             view, face: [T].
     """
     height, width = image_size
@@ -641,6 +709,15 @@ def _pixel_bary_depth(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Differentiable barycentrics and view depth at covered pixels.
 
+    With ``q = (X, Y, 1)`` the pixel centre and ``p_i = (x_i, y_i, w_i)`` the corners, the
+    homogeneous edge function ``e_i = det[p_j, p_k, q]`` does not change when multiples of
+    ``q`` are taken from its rows, so it is computed from the offsets ``d_i = (x_i - w_i X,
+    y_i - w_i Y)`` as ``e_i = d_j x d_k`` (why: the textbook ``(p_j x p_k) . q`` cancels
+    terms of size w^2 down to a pixel's share of them and loses up to 1% of a barycentric in
+    float32; the offsets keep the error near float32's own). The barycentrics are ``e_i /
+    sum(e)`` (perspective-correct), and the view depth is ``w`` interpolated with them. No
+    division by w anywhere, so corners behind the camera are fine.
+
     Returns:
         (bary [N, 3], depth [N]) in clip_vertices.dtype, and front [N] bool (the face is
         counter-clockwise on screen).
@@ -648,27 +725,15 @@ def _pixel_bary_depth(
     height, width = image_size
     num_vertices = clip_vertices.shape[1]
     view = torch.div(pixel_index, height * width, rounding_mode="floor")
-    vidx = (view[:, None] * num_vertices + faces.index_select(0, pixel_face)).reshape(-1)
-    tri = clip_vertices.reshape(-1, 4).index_select(0, vidx).view(-1, 3, 4)
-    m, det = _cross_rows(tri)
-    x, y = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
-    position = torch.stack([x, y, torch.ones_like(x)], dim=1)  # [N, 3] homogeneous
-    e = torch.bmm(m, position[:, :, None]).squeeze(2)  # [N, 3] edge functions
-    total = e.sum(1, keepdim=True)
+    rows = view * num_vertices + faces.index_select(0, pixel_face).t()  # [3, N]
+    corners = clip_vertices.reshape(-1, 4).index_select(0, rows.reshape(-1))  # [3N, 4]
+    x, y, _, w = corners.t().view(4, 3, -1)  # each [3 corners, N]
+    px, py = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
+    dx = x - w * px
+    dy = y - w * py
+    e = dx.roll(-1, 0) * dy.roll(-2, 0) - dy.roll(-1, 0) * dx.roll(-2, 0)  # [3, N]
+    total = e.sum(0)
     bary = e / total
-    depth = det / total.squeeze(1)
-    return bary, depth, det.detach() > 0
-
-
-def _cross_rows(tri: Tensor) -> tuple[Tensor, Tensor]:
-    """Rows ``p_j x p_k`` of the homogeneous 2D edge functions and ``det[p_0, p_1, p_2]``.
-
-    Args:
-        tri: [T, 3, 4] clip-space triangles; p_i = (x_i, y_i, w_i).
-    Returns:
-        m: [T, 3, 3] with m[:, i] = p_{i+1} x p_{i+2}; det: [T].
-    """
-    p = tri[..., (0, 1, 3)]  # [T, 3, 3]
-    m = torch.linalg.cross(p.roll(-1, 1), p.roll(-2, 1), dim=-1)
-    det = (p[:, 0] * m[:, 0]).sum(-1)
-    return m, det
+    depth = (w * bary).sum(0)
+    front = (depth * total).detach() > 0  # det[p_0, p_1, p_2] = sum(w_i e_i)
+    return bary.t(), depth, front

@@ -18,9 +18,11 @@ from text2mesh.render.interpolate import interpolate_packed
 from text2mesh.render.rasterize import (
     DEFAULT_MAX_CANDIDATES,
     Fragments,
-    back_face_culling,
+    camera_centers,
+    face_orientation,
     is_closed_and_oriented,
     rasterize,
+    views_in_front,
 )
 from text2mesh.render.shade import TEXT2MESH_SH, Lighting, pixel_normals, shade
 from text2mesh.render.threads import intra_op_threads, scope_backward_threads
@@ -79,7 +81,7 @@ class Renderer:
             rasterizing; lower it to use less memory.
         cull_back_faces: skip the faces turned away from the camera where that cannot change
             the picture (closed, consistently oriented meshes seen from outside; see
-            :func:`text2mesh.render.rasterize.back_face_culling`); about halves the
+            :func:`text2mesh.render.rasterize.face_orientation`); about halves the
             rasterization work. Open meshes are always drawn two-sided.
         threads: None (default) runs on the caller's PyTorch thread setting. An int makes
             the renderer's own work on CPU, forward and backward, use that many intra-op
@@ -182,16 +184,19 @@ class Renderer:
         passes = colors.shape[0] if colors.dim() == 3 else None
         num_passes = passes or 1
         camera_vertices, clip_vertices = transform_vertices(vertices, cameras)
-        cull = None
         _, edges, closed = self._cached_topology(faces)
+        centers = camera_centers(cameras.world_to_camera.to(vertices))
+        orientation, back = face_orientation(vertices, faces, centers)
+        skip = None
         if self.cull_back_faces and closed:
-            cull = back_face_culling(vertices, faces, clip_vertices)
+            skip = back & views_in_front(clip_vertices)[:, None]
         fragments = rasterize(
             clip_vertices,
             faces,
             cameras.image_size,
             max_candidates=self.max_candidates,
-            cull=cull,
+            orientation=orientation,
+            skip=skip,
         )
         attributes = colors if passes is None else colors.permute(1, 0, 2)
         attributes = attributes.reshape(vertices.shape[0], 3 * num_passes)
