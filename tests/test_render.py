@@ -436,8 +436,7 @@ def test_world_space_orientation_matches_the_projected_triangles():
 
 def test_barycentrics_and_depth_keep_float32_precision_on_small_triangles():
     # 80k pixel-sized faces at 224x224; the reference is the same clip coordinates in float64
-    # (the textbook (p_j x p_k) . q formula was 8e-4 off in depth here, up to 3e-2 on the
-    # benchmark's person)
+    # (the textbook (p_j x p_k) . q formula was 8e-4 off in relative depth here)
     vertices, faces = bumpy_sphere(6)
     cameras = cameras_from_angles(
         torch.tensor([0.4, 2.5]), torch.tensor([0.3, -0.2]), radius=2.6, image_size=(224, 224)

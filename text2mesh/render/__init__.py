@@ -22,7 +22,6 @@ from text2mesh.render.rasterize import (
     face_orientation,
     is_closed_and_oriented,
     rasterize,
-    views_in_front,
 )
 from text2mesh.render.renderer import Renderer, RenderOutput, transform_vertices
 from text2mesh.render.shade import (
@@ -55,5 +54,4 @@ __all__ = [
     "shade",
     "transform_vertices",
     "unpack",
-    "views_in_front",
 ]

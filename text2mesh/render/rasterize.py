@@ -22,7 +22,7 @@ Method (vectorized, no Python loop over faces or pixels):
 3. Each triangle's pixel bounding box comes from its polygon clipped to the near plane; the
    first pixel of every box is tested directly, the other (view, face, pixel) candidates are
    enumerated in chunks of at most ``max_candidates`` (bounded memory for 1M faces or
-   1024x1024 images). Optionally (``skip``), faces turned away are left out before any of
+   1024x1024 images). Optionally (``cull``), faces turned away are left out before any of
    this, where that cannot change the picture (see :func:`face_orientation`).
 4. The depth test is a ``scatter_reduce(amin)`` over 64-bit keys ``depth_bits << 32 | face``
    (positive float32 bit patterns sort like the floats), ties broken by the lower face index.
@@ -44,7 +44,6 @@ __all__ = [
     "is_closed_and_oriented",
     "pixel_centers_ndc",
     "rasterize",
-    "views_in_front",
 ]
 
 _EMPTY_KEY = torch.iinfo(torch.int64).max
@@ -148,7 +147,7 @@ def rasterize(
     *,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     orientation: Tensor | None = None,
-    skip: Tensor | None = None,
+    cull: Tensor | None = None,
 ) -> Fragments:
     """Find the visible triangle, its barycentrics and depth at every pixel centre.
 
@@ -164,9 +163,11 @@ def rasterize(
             -1 clockwise), e.g. from :func:`face_orientation`, which is far cheaper than
             finding it from the projected vertices (done when None). Faces with a vertex behind
             the near plane are set to 0 (unknown) in :attr:`Fragments.face_orientation`.
-        skip: None, or [B, F] bool faces to leave out of each view. Only safe where no face
-            left out can be the nearest surface (see :func:`face_orientation`); leaving out
-            the faces turned away halves the work on closed meshes.
+        cull: None, or [B, F] bool faces turned away from each camera (``back`` from
+            :func:`face_orientation`), left out of the views in which every vertex is in
+            front of the near plane. Only for a closed, consistently oriented mesh
+            (:func:`is_closed_and_oriented`): there no face turned away can be the nearest
+            surface seen from outside. It halves the work.
     Returns:
         :class:`Fragments`. Faces with zero projected area, triangles entirely behind the
         near plane or outside the view, and non-finite vertices are never drawn; triangles
@@ -177,7 +178,7 @@ def rasterize(
     height, width = image_size
     with torch.no_grad():
         keys, orientation = _depth_test(
-            clip_vertices.detach(), faces, image_size, max_candidates, orientation, skip
+            clip_vertices.detach(), faces, image_size, max_candidates, orientation, cull
         )
         pixel_index = torch.nonzero(keys != _EMPTY_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
@@ -244,7 +245,7 @@ def face_orientation(vertices: Tensor, faces: Tensor, centers: Tensor) -> tuple[
 
     ``back`` marks the faces that can be left out of a closed, consistently oriented mesh
     (:func:`is_closed_and_oriented`) seen from outside, i.e. with every vertex in front of
-    the near plane (:func:`views_in_front`): the nearest surface along any ray is then a face
+    the near plane (:func:`rasterize` checks this per view): the nearest surface along any ray is then a face
     turned towards the camera. Faces turned away are those clockwise on screen when the
     mesh's signed volume is positive (outward winding) and counter-clockwise when it is
     negative. A face is only marked when the sign is certain, i.e. ``|n . (c - v0)|`` is far
@@ -259,31 +260,27 @@ def face_orientation(vertices: Tensor, faces: Tensor, centers: Tensor) -> tuple[
         (orientation [B, F] int8: 1 counter-clockwise on screen, -1 clockwise, 0 seen exactly
         edge-on; back [B, F] bool).
     """
+    if faces.shape[0] == 0:
+        empty = torch.zeros(centers.shape[0], 0, dtype=torch.int8, device=faces.device)
+        return empty, empty.bool()
     with torch.no_grad():
-        vertices = vertices.detach()
-        v0, v1, v2 = (vertices.index_select(0, faces[:, i]) for i in range(3))
+        points = vertices.detach().t().contiguous()  # [3, V]
+        v0, v1, v2 = (points.index_select(1, faces[:, i]) for i in range(3))  # [3, F] each
         first, second = v1 - v0, v2 - v0
-        normal = torch.linalg.cross(first, second, dim=-1)  # [F, 3]
-        offset = (normal * v0).sum(1)  # n . v0; sums to 6x the signed volume
-        facing = torch.addmm(-offset, centers.to(normal), normal.t())  # [B, F] n . (c - v0)
+        a1, a2, a3 = first
+        b1, b2, b3 = second
+        normal = torch.stack([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1])  # [3, F]
+        offset = (normal * v0).sum(0)  # n . v0; sums to 6x the signed volume
+        facing = torch.addmm(-offset, centers.to(normal), normal)  # [B, F] n . (c - v0)
         # rounding bound: |n| may be off by eps |first| |second| (slivers), times |c - v0|
-        reach = float(centers.norm(dim=1).max()) + v0.norm(dim=1)
-        tolerance = (first.norm(dim=1) * second.norm(dim=1) * reach) * 1e-4
+        reach = float(centers.norm(dim=1).max() + points.abs().amax(1).norm())
+        lengths = (first * first).sum(0).mul_((second * second).sum(0)).sqrt_()
+        tolerance = lengths.mul_(reach * 1e-4)
         if float(offset.sum()) >= 0:
             back = facing < -tolerance
         else:
             back = facing > tolerance
         return torch.sign(facing).to(torch.int8), back
-
-
-def views_in_front(clip_vertices: Tensor) -> Tensor:
-    """[B] bool: every vertex of the view is in front of the near plane (z >= -w, w > 0).
-
-    Args:
-        clip_vertices: [B, V, 4].
-    """
-    z, w = clip_vertices.detach()[..., 2], clip_vertices.detach()[..., 3]
-    return ((z + w >= 0) & (w > 0)).all(1)
 
 
 def _check_inputs(
@@ -425,12 +422,12 @@ def _depth_test(
     image_size: tuple[int, int],
     max_candidates: int,
     orientation: Tensor | None,
-    skip: Tensor | None,
+    cull: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """Nearest (depth, face) key per pixel.
 
     Args:
-        orientation, skip: as for :func:`rasterize`.
+        orientation, cull: as for :func:`rasterize`.
     Returns:
         keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_EMPTY_KEY`` for background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
@@ -454,8 +451,9 @@ def _depth_test(
         front = screen_soa[2].index_select(0, corners_of_all.reshape(-1)).view(3, -1)
         orientation = orientation * (front.sum(0) == 3).view(batch, num_faces)
     pairs = torch.ones(batch, num_faces, dtype=torch.bool, device=device)
-    if skip is not None:
-        pairs &= ~skip
+    if cull is not None:
+        outside = screen_soa[2].view(batch, num_vertices).all(1)  # the camera is outside
+        pairs &= ~(cull & outside[:, None])
     pairs = torch.nonzero(pairs.view(-1)).squeeze(1)  # view-major (view, face) pairs
     corner_rows = corners_of_all.view(3, -1)
     for start in range(0, pairs.numel(), max(1, max_candidates // 4)):

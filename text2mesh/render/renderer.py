@@ -22,7 +22,6 @@ from text2mesh.render.rasterize import (
     face_orientation,
     is_closed_and_oriented,
     rasterize,
-    views_in_front,
 )
 from text2mesh.render.shade import TEXT2MESH_SH, Lighting, pixel_normals, shade
 from text2mesh.render.threads import intra_op_threads, scope_backward_threads
@@ -58,10 +57,11 @@ def transform_vertices(vertices: Tensor, cameras: Cameras) -> tuple[Tensor, Tens
     """
     world_to_camera = cameras.world_to_camera.to(vertices)
     full = cameras.projection.to(vertices) @ world_to_camera  # [B, 4, 4]
-    batch = full.shape[0]
-    points = vertices.expand(batch, -1, -1)
-    camera = torch.baddbmm(world_to_camera[:, None, :3, 3], points, world_to_camera[:, :3, :3].mT)
-    clip = torch.baddbmm(full[:, None, :, 3], points, full[:, :, :3].mT)
+    # homogeneous points times the matrices (why: about 3x faster on CPU, forward and
+    # backward, than baddbmm with the translation as the added term)
+    points = torch.cat([vertices, vertices.new_ones(vertices.shape[0], 1)], dim=1)  # [V, 4]
+    camera = points @ world_to_camera[:, :3].mT
+    clip = points @ full.mT
     return camera, clip
 
 
@@ -187,16 +187,13 @@ class Renderer:
         _, edges, closed = self._cached_topology(faces)
         centers = camera_centers(cameras.world_to_camera.to(vertices))
         orientation, back = face_orientation(vertices, faces, centers)
-        skip = None
-        if self.cull_back_faces and closed:
-            skip = back & views_in_front(clip_vertices)[:, None]
         fragments = rasterize(
             clip_vertices,
             faces,
             cameras.image_size,
             max_candidates=self.max_candidates,
             orientation=orientation,
-            skip=skip,
+            cull=back if self.cull_back_faces and closed else None,
         )
         attributes = colors if passes is None else colors.permute(1, 0, 2)
         attributes = attributes.reshape(vertices.shape[0], 3 * num_passes)
