@@ -383,8 +383,9 @@ def _screen_coefficients(corners: Tensor, boxes: Tensor) -> Tensor:
     edges *= torch.where(area < 0, -1.0, 1.0).to(area.dtype)
     torch.abs(area, out=out[12])
     # z / w and 1 / w interpolate linearly on screen with the (unnormalized) e_i as weights
-    torch.sum(edges * ndc_z, dim=1, out=functions[:, 3])
-    torch.sum(edges * inv_w, dim=1, out=out[13:16])
+    for values, target in ((ndc_z, functions[:, 3]), (inv_w, out[13:16])):
+        torch.mul(edges[:, 0], values[0], out=target)
+        target.addcmul_(edges[:, 1], values[1]).addcmul_(edges[:, 2], values[2])
     _add_tolerance(edges, n_cols, n_rows, torch.finfo(corners.dtype).eps)
     return out
 
@@ -443,29 +444,36 @@ def _depth_test(
     screen_soa = _project_vertices(clip_soa, image_size)  # [5, B*V]
     faces_soa = faces.t().contiguous()  # [3, F]
     every_view = torch.arange(batch, device=device)[:, None] * num_vertices
-    corners_of_all = every_view[None] + faces_soa[:, None, :]  # [3, B, F] rows of screen_soa
     all_front = bool(screen_soa[2].all())
-    if orientation is None:
-        orientation = _clip_orientation(clip_soa, corners_of_all)
+    given = orientation
+    if given is None:
+        orientation = torch.empty(batch, num_faces, dtype=torch.int8, device=device)
     elif not all_front:
-        front = screen_soa[2].index_select(0, corners_of_all.reshape(-1)).view(3, -1)
-        orientation = orientation * (front.sum(0) == 3).view(batch, num_faces)
-    pairs = torch.ones(batch, num_faces, dtype=torch.bool, device=device)
+        orientation = given.clone()
+    outside = None
     if cull is not None:
-        outside = screen_soa[2].view(batch, num_vertices).all(1)  # the camera is outside
-        pairs &= ~(cull & outside[:, None])
-    pairs = torch.nonzero(pairs.view(-1)).squeeze(1)  # view-major (view, face) pairs
-    corner_rows = corners_of_all.view(3, -1)
-    for start in range(0, pairs.numel(), max(1, max_candidates // 4)):
-        chunk = pairs[start : start + max(1, max_candidates // 4)]
-        rows = corner_rows.index_select(1, chunk)  # [3, T]
-        boxes, counts, num_front = _pair_boxes(clip_soa, screen_soa, rows, image_size)
+        outside = screen_soa[2].view(batch, num_vertices).all(1)[:, None]  # camera outside
+    faces_per_chunk = max(1, max_candidates // (4 * batch))
+    for start in range(0, num_faces, faces_per_chunk):
+        stop = min(num_faces, start + faces_per_chunk)
+        corner_rows = every_view[None] + faces_soa[:, None, start:stop]  # [3, B, Fc]
+        if given is None:
+            orientation[:, start:stop] = _clip_orientation(clip_soa, corner_rows)
+        elif not all_front:
+            front = screen_soa[2].index_select(0, corner_rows.reshape(-1)).view(3, batch, -1)
+            orientation[:, start:stop] *= front.sum(0) == 3
+        drawn = torch.ones(batch, stop - start, dtype=torch.bool, device=device)
+        if cull is not None:
+            drawn &= ~(cull[:, start:stop] & outside)
+        pairs = torch.nonzero(drawn.view(-1)).squeeze(1)  # view-major (view, face) pairs
+        rows = corner_rows.view(3, -1).index_select(1, pairs)  # [3, T]
+        boxes, counts, num_front = _pair_boxes(clip_soa, screen_soa, rows, image_size, all_front)
         keep = torch.nonzero(counts > 0).squeeze(1)
         if keep.numel() == 0:
             continue
-        chunk, rows, boxes = chunk[keep], rows[:, keep], boxes[:, keep].long()
-        view = torch.div(chunk, num_faces, rounding_mode="floor")
-        face = chunk - view * num_faces
+        pairs, rows, boxes = pairs[keep], rows[:, keep], boxes[:, keep].long()
+        view = torch.div(pairs, stop - start, rounding_mode="floor")
+        face = pairs - view * (stop - start) + start
         if num_front is None or bool((num_front[keep] == 3).all()):
             corners = screen_soa.index_select(1, rows.view(-1)).view(5, 3, -1)
             floats = _screen_coefficients(corners, boxes)
@@ -544,13 +552,19 @@ def _project_vertices(clip_soa: Tensor, image_size: tuple[int, int]) -> Tensor:
 
 
 def _pair_boxes(
-    clip_soa: Tensor, screen_soa: Tensor, corner_rows: Tensor, image_size: tuple[int, int]
+    clip_soa: Tensor,
+    screen_soa: Tensor,
+    corner_rows: Tensor,
+    image_size: tuple[int, int],
+    all_front: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Pixel boxes of some (view, face) pairs.
 
     Args:
         clip_soa: [4, N] clip-space rows; screen_soa: [5, N] from :func:`_project_vertices`.
         corner_rows: [3, T] indices into N of each pair's corners.
+        all_front: every vertex is in front of the near plane (then the front flags are not
+            gathered).
     Returns:
         boxes: [4, T] float rows col0, row0, n_cols, n_rows (whole numbers).
         counts: [T] float number of pixels in each box (0 for faces entirely behind the
@@ -560,7 +574,6 @@ def _pair_boxes(
     """
     height, width = image_size
     num_pairs = corner_rows.shape[1]
-    all_front = bool(screen_soa[2].all())  # the usual case: no need to gather the front flags
     gathered = 2 if all_front else 3
     xyf = screen_soa[:gathered].index_select(1, corner_rows.reshape(-1)).view(gathered, 3, -1)
     lo = torch.minimum(torch.minimum(xyf[:2, 0], xyf[:2, 1]), xyf[:2, 2])  # [2, T]
