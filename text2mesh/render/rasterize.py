@@ -738,7 +738,7 @@ def _pixel_bary_depth(
     view = torch.div(pixel_index, height * width, rounding_mode="floor")
     rows = view * num_vertices + faces.index_select(0, pixel_face).t()  # [3, N]
     corners = clip_vertices.reshape(-1, 4).index_select(0, rows.reshape(-1))  # [3N, 4]
-    x, y, _, w = corners.t().view(4, 3, -1)  # each [3 corners, N]
+    x, y, _, w = corners.t().reshape(4, 3, -1).unbind(0)  # each [3 corners, N]
     px, py = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
     dx = x - w * px
     dy = y - w * py

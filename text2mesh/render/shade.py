@@ -83,9 +83,10 @@ def pixel_normals(
     corners = faces.index_select(0, fragments.pixel_face)
     rows = fragments.pixel_view[:, None] * num_vertices + corners
     tri = camera_vertices.reshape(-1, 3).index_select(0, rows.reshape(-1)).view(-1, 3, 3)
-    normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    v0, v1, v2 = tri.unbind(1)  # one backward for all three (not three image-sized ones)
+    normal = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
     if two_sided:
-        facing_away = (normal * tri[:, 0]).sum(-1, keepdim=True) > 0
+        facing_away = (normal * v0).sum(-1, keepdim=True) > 0
         normal = torch.where(facing_away, -normal, normal)
     return torch.nn.functional.normalize(normal, dim=-1, eps=1e-20)
 
