@@ -17,11 +17,11 @@ import trimesh
 from text2mesh.render import (
     Renderer,
     antialias,
+    camera_centers,
     face_neighbors,
+    face_orientation,
     interpolate,
     is_closed_and_oriented,
-    camera_centers,
-    face_orientation,
     rasterize,
     sh_lighting,
     transform_vertices,

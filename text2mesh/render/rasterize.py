@@ -471,7 +471,8 @@ def _depth_test(
         keep = torch.nonzero(counts > 0).squeeze(1)
         if keep.numel() == 0:
             continue
-        pairs, rows, boxes = pairs[keep], rows[:, keep], boxes[:, keep].long()
+        pairs, rows = pairs.index_select(0, keep), rows.index_select(1, keep)
+        boxes = boxes.index_select(1, keep).long()
         view = torch.div(pairs, stop - start, rounding_mode="floor")
         face = pairs - view * (stop - start) + start
         if num_front is None or bool((num_front[keep] == 3).all()):
