@@ -349,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.repeats):  # alternate so that load changes hit every step alike
         for key, fn in steps.items():
             times[key].append(timed(fn))
+            # let worker threads that spin after their work (Dr.Jit's, OpenMP's) go idle, so
+            # that they do not eat into the next step's time
+            time.sleep(0.1)
     median = {key: statistics.median(values) for key, values in times.items()}
     print(f"render_fwd_s {median['render_fwd']:.4f}")
     print(f"render_fwd_bwd_s {median['render_fwd_bwd']:.4f}")

@@ -139,6 +139,19 @@ def test_resume_rejects_a_folder_without_a_run(capsys, tmp_path):
     assert code == 1 and "not a run folder" in err
 
 
+def test_ctrl_c_before_the_first_iteration_says_so_in_one_line(files, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("text2mesh.api._load_clip", interrupted)  # e.g. while CLIP loads
+    out = tmp_path / "run"
+    code, _, err = run_cli(["stylize", str(files["mesh"]), "stripes", "-o", str(out), *tiny_args(files)], capsys)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == "text2mesh: stopped: interrupted by SIGINT"
+    assert "Aborted" not in err and "Traceback" not in err
+    assert not out.exists()  # nothing half-written
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_saves_a_valid_export_and_exits_non_zero(files, tmp_path):
     out = tmp_path / "run"

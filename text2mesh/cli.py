@@ -318,7 +318,17 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` lets tests call it in-process."""
     logging.basicConfig(level=logging.WARNING, format="text2mesh: %(levelname)s: %(message)s")
     try:
-        cli.main(args=argv, prog_name="text2mesh")
+        # not standalone: click would answer an interrupt with its own "Aborted!"
+        cli.main(args=argv, prog_name="text2mesh", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("text2mesh: stopped: interrupted by SIGINT", err=True)
+        sys.exit(130)
     except Text2MeshError as exc:
         click.echo(f"text2mesh: {'stopped' if isinstance(exc, Interrupted) else 'error'}: {exc}", err=True)
         sys.exit(130 if isinstance(exc, Interrupted) else 1)
+    sys.exit(0)  # as click's standalone mode does
