@@ -276,35 +276,13 @@ def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tens
         screen. Faces with a vertex behind the camera plane are left out.
     """
     face, k, other = edges
-    orientation = fragments.face_orientation
-    views = torch.arange(orientation.shape[0], device=face.device)
-    found = []
-    # views in groups of 62, one bit each in an int64 per face (why: one gather per edge
-    # instead of one per edge and view; silhouettes are a few percent of the edges)
-    for group in views.split(62):
-        ccw = _view_bits(orientation.index_select(0, group) > 0)  # [F]
-        known = _view_bits(orientation.index_select(0, group) != 0)
-        across = other.clamp(min=0)
-        turns = (ccw.index_select(0, face) ^ ccw.index_select(0, across)) & known.index_select(
-            0, across
-        )
-        turns = torch.where(other < 0, -1, turns) & known.index_select(0, face)  # [E]
-        candidates = torch.nonzero(turns).squeeze(1)
-        shift = torch.arange(group.numel(), device=face.device)[:, None]
-        bits = (turns.index_select(0, candidates)[None] >> shift) & 1  # [G, C]
-        view, index = torch.nonzero(bits, as_tuple=True)
-        found.append((group.index_select(0, view), candidates.index_select(0, index)))
-    view = torch.cat([v for v, _ in found])
-    edge = torch.cat([e for _, e in found])
+    # face-major [F, B] so that each edge gathers one contiguous row of views
+    orientation = fragments.face_orientation.t().contiguous()
+    own, across = orientation.index_select(0, torch.cat([face, other.clamp(min=0)])).chunk(2)
+    boundary = (other < 0)[:, None]
+    silhouette = (own != 0) & (boundary | ((across != 0) & (own != across)))  # [E, B]
+    view, edge = torch.nonzero(silhouette.t(), as_tuple=True)
     return view, face.index_select(0, edge), k.index_select(0, edge)
-
-
-def _view_bits(flags: Tensor) -> Tensor:
-    """[G, F] bool (G <= 62) -> [F] int64 with bit g set where flags[g]."""
-    bits = torch.zeros(flags.shape[1], dtype=torch.int64, device=flags.device)
-    for g in range(flags.shape[0]):
-        bits |= flags[g].long() << g
-    return bits
 
 
 def _visible_crossings(fragments: Fragments, edges: Tensor):

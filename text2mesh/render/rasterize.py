@@ -245,10 +245,10 @@ def face_orientation(vertices: Tensor, faces: Tensor, centers: Tensor) -> tuple[
 
     ``back`` marks the faces that can be left out of a closed, consistently oriented mesh
     (:func:`is_closed_and_oriented`) seen from outside, i.e. with every vertex in front of
-    the near plane (:func:`rasterize` checks this per view): the nearest surface along any ray is then a face
-    turned towards the camera. Faces turned away are those clockwise on screen when the
-    mesh's signed volume is positive (outward winding) and counter-clockwise when it is
-    negative. A face is only marked when the sign is certain, i.e. ``|n . (c - v0)|`` is far
+    the near plane (:func:`rasterize` checks this per view): the nearest surface along any
+    ray is then a face turned towards the camera. Faces turned away are those clockwise on
+    screen when the mesh's signed volume is positive (outward winding) and counter-clockwise
+    when it is negative. A face is only marked when the sign is certain, i.e. ``|n . (c - v0)|`` is far
     above its rounding error (faces seen edge-on are always drawn). A mesh made of several
     closed parts of which some are inside-out is not detected; such a part would be drawn
     from its far side.
@@ -459,7 +459,7 @@ def _depth_test(
         corner_rows = every_view[None] + faces_soa[:, None, start:stop]  # [3, B, Fc]
         if given is None:
             orientation[:, start:stop] = _clip_orientation(clip_soa, corner_rows)
-        elif not all_front:
+        if not all_front:  # unknown where a corner is not in front of the near plane
             front = screen_soa[2].index_select(0, corner_rows.reshape(-1)).view(3, batch, -1)
             orientation[:, start:stop] *= front.sum(0) == 3
         drawn = torch.ones(batch, stop - start, dtype=torch.bool, device=device)
@@ -491,20 +491,18 @@ def _clip_orientation(clip_soa: Tensor, corner_rows: Tensor) -> Tensor:
 
     The sign of ``det[p_0, p_1, p_2]`` with ``p_i = (x_i, y_i, w_i)`` is the orientation of the
     projected triangle when every corner is in front of the camera (det = w_0 w_1 w_2 times
-    twice its NDC area).
+    twice its NDC area); the caller zeroes it where that is not so.
 
     Args:
         clip_soa: [4, N] x, y, z, w rows; corner_rows: [3, ...] indices into N.
     Returns:
-        [...] int8: 1 counter-clockwise on screen, -1 clockwise, 0 degenerate or with a
-        corner not in front of the near plane.
+        [...] int8: 1 counter-clockwise on screen, -1 clockwise, 0 degenerate.
     """
     shape = corner_rows.shape[1:]
-    x, y, z, w = clip_soa.index_select(1, corner_rows.reshape(-1)).view(4, 3, -1)
+    x, y, _, w = clip_soa.index_select(1, corner_rows.reshape(-1)).view(4, 3, -1)
     m = _cross(x, y, w, 1, 2)
     det = x[0] * m[0] + y[0] * m[1] + w[0] * m[2]
-    front = ((z + w >= 0) & (w > 0)).all(0)
-    return (torch.sign(det).to(torch.int8) * front).view(shape)
+    return torch.sign(det.nan_to_num(0.0)).to(torch.int8).view(shape)
 
 
 def _mixed_coefficients(
@@ -541,8 +539,8 @@ def _project_vertices(clip_soa: Tensor, image_size: tuple[int, int]) -> Tensor:
     """
     height, width = image_size
     x, y, z, w = clip_soa
-    front = (z + w >= 0) & (w > 0) & torch.isfinite(clip_soa.sum(0))  # (a sum overflowing
-    # is absurd anyway)
+    finite = torch.isfinite(clip_soa.sum(0))  # (a sum overflowing is absurd anyway)
+    front = (z + w >= 0) & (w > 0) & finite
     out = clip_soa.new_empty(5, clip_soa.shape[1])
     inv_w = torch.where(front, w, w.new_ones(()), out=out[3]).reciprocal_()
     torch.addcmul(torch.full_like(x, width / 2 - 0.5), x, inv_w, value=width / 2, out=out[0])
