@@ -7,20 +7,23 @@ smoothly inside triangles; silhouettes are handled by :func:`text2mesh.render.an
 
 Method (vectorized, no Python loop over faces or pixels):
 
-1. Edge functions. For triangles entirely in front of the camera (nearly all), 2D edge
-   functions from the vertices' pixel positions; 1 / w and z / w are linear in screen space,
-   giving the perspective-correct view depth and the near/far test. For triangles crossing
-   the camera plane, homogeneous 2D rasterization (Olano & Greer): with ``p_i = (x_i, y_i,
-   w_i)`` the clip coordinates of the vertices, ``e_i(X, Y) = (X, Y, 1) . (p_j x p_k)`` are
-   linear in the pixel's NDC position, need no division by w (so no clipping), and
-   ``w = det / sum(e)`` is the view depth.
-2. Watertightness: every triangle's coefficients are relative to its own pixel box, and each
-   edge function is accepted down to a tolerance of 16 ulps of its terms (about 1e-5 pixel
-   for pixel-sized triangles), so neighbouring triangles overlap by a sliver the depth test
-   resolves and a closed surface never shows holes, even with pixel centres on vertices or
-   shared edges in float32 (the float32 result equals the float64 one on the benchmark mesh).
-3. Each triangle's pixel bounding box comes from its polygon clipped to the near plane; the
-   first pixel of every box is tested directly, the other (view, face, pixel) candidates are
+1. Homogeneous edge values (Olano & Greer). For a pixel centre ``(X, Y)`` in NDC and the
+   clip coordinates ``p_i = (x_i, y_i, z_i, w_i)`` of a triangle's corners, the offsets
+   ``d_i = (x_i - w_i X, y_i - w_i Y)`` give ``e_i = d_j x d_k``, proportional to the
+   barycentrics of the point where the pixel's ray meets the triangle's plane. The ray
+   meets the triangle where all ``e_i`` have one sign, in front of the camera where the
+   interpolated ``w`` is positive and within the depth range where the interpolated ``|z|``
+   is at most ``w``. No division by a vertex's w, so triangles reaching behind the camera
+   need no clipping; in float32 the offsets keep the precision that the textbook form
+   ``(X, Y, 1) . (p_j x p_k)`` loses to cancellation.
+2. Watertightness without tolerances: two triangles sharing an edge compute its value at a
+   pixel from the same two corners with the same operations in the opposite order, so the
+   values are exactly opposite (IEEE rounding is symmetric); a pixel centre on a shared edge
+   or vertex passes for both triangles and the depth test picks one, so a closed surface never
+   shows holes, whatever the rounding.
+3. Each triangle's pixel bounding box comes from its vertices' projections (for triangles
+   crossing the near plane, from its polygon clipped to it); the first pixel of every box is
+   tested straight from the triangle's corners, the other (view, face, pixel) candidates are
    enumerated in chunks of at most ``max_candidates`` (bounded memory for 1M faces or
    1024x1024 images). Optionally (``cull``), faces turned away are left out before any of
    this, where that cannot change the picture (see :func:`face_orientation`).
@@ -48,6 +51,8 @@ __all__ = [
 
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _FACE_BITS = 32
+_INF_KEY = 0x7F800000 << _FACE_BITS  # keys from here up (+inf or NaN depth) are background
+_MAX_SIDE = 16384  # pixel coordinates travel as int16
 _FACE_MASK = (1 << _FACE_BITS) - 1
 DEFAULT_MAX_CANDIDATES = 1 << 21
 
@@ -134,10 +139,7 @@ def pixel_centers_ndc(
     height, width = image_size
     within = pixel_index % (height * width)
     row = torch.div(within, width, rounding_mode="floor")
-    col = within - row * width
-    x = (2 * col + 1).to(dtype) / width - 1
-    y = 1 - (2 * row + 1).to(dtype) / height
-    return x, y
+    return _ndc(within - row * width, row, image_size, dtype)
 
 
 def rasterize(
@@ -180,7 +182,7 @@ def rasterize(
         keys, orientation = _depth_test(
             clip_vertices.detach(), faces, image_size, max_candidates, orientation, cull
         )
-        pixel_index = torch.nonzero(keys != _EMPTY_KEY).squeeze(1)
+        pixel_index = torch.nonzero(keys < _INF_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
     pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
         clip_vertices, faces, pixel_index, pixel_face, image_size
@@ -298,123 +300,11 @@ def _check_inputs(
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= clip_vertices.shape[1]):
         raise ValueError("faces index vertices that do not exist")
     height, width = (int(s) for s in image_size)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size}")
+    if not (0 < height <= _MAX_SIDE and 0 < width <= _MAX_SIDE):
+        raise ValueError(f"image_size must be 1 to {_MAX_SIDE} pixels a side, got {image_size}")
     if clip_vertices.dtype in (torch.float16, torch.bfloat16):
         clip_vertices = clip_vertices.float()
     return clip_vertices, faces, (height, width)
-
-
-def _edge_coefficients(tri: Tensor, image_size: tuple[int, int], boxes: Tensor) -> Tensor:
-    """Scan coefficients from clip coordinates (for triangles crossing the camera plane).
-
-    The homogeneous edge functions need no division by w, so they also work for triangles
-    with vertices behind the camera. They are computed in float64: in float32 the cross
-    products of nearby vertices lose up to ~0.05 pixel, leaving gaps between neighbouring
-    triangles. Relative to each triangle's box they are then evaluated accurately in the
-    input dtype, with the tolerance of :func:`_add_tolerance`.
-
-    Args:
-        tri: [4, 3, T] clip-space triangles, component-major (x, y, z, w rows; corners).
-        boxes: [4, T] int64 pixel boxes (col0, row0, n_cols, n_rows) from :func:`_pair_boxes`.
-    Returns:
-        [16, T] in tri's dtype: rows 0-3, 4-7, 8-11 are a, b, c of the four functions e_0,
-        e_1, e_2 and zn (the NDC-depth numerator), each ``a * col_in + b * row_in + c`` at the
-        pixel (row0 + row_in, col0 + col_in); row 12 is |det|; rows 13-15 a, b, c of
-        ``q = e_0 + e_1 + e_2`` before the tolerance, so the view depth is ``w = |det| / q``.
-        Signs are flipped where det < 0, so a pixel is covered when e_i >= 0,
-        -|det| <= zn <= |det| and q > 0.
-    """
-    height, width = image_size
-    dtype = tri.dtype
-    x, y, z, w = tri.double().unbind(0)  # each [3, T]; x[i] is corner i
-    m = [_cross(x, y, w, (i + 1) % 3, (i + 2) % 3) for i in range(3)]  # (mx, my, mz) per edge
-    det = x[0] * m[0][0] + y[0] * m[0][1] + w[0] * m[0][2]
-    m.append(tuple(z[0] * m[0][c] + z[1] * m[1][c] + z[2] * m[2][c] for c in range(3)))
-    sign = torch.where(det < 0, -1.0, 1.0).to(det.dtype)
-    sx, sy = sign * (2.0 / width), sign * (-2.0 / height)
-    col0, row0, n_cols, n_rows = boxes.to(det.dtype)
-    a = [mx * sx for mx, _, _ in m]
-    b = [my * sy for _, my, _ in m]
-    c = [
-        (mx * (1.0 / width - 1.0) + my * (1.0 - 1.0 / height) + mz) * sign + ai * col0 + bi * row0
-        for (mx, my, mz), ai, bi in zip(m, a, b)
-    ]
-    inverse_depth = [a[0] + a[1] + a[2], b[0] + b[1] + b[2], c[0] + c[1] + c[2]]
-    out = torch.stack([*a, *b, *c, det.abs(), *inverse_depth])
-    edges = out[:12].view(3, 4, -1)[:, :3]  # [3 (a, b, c), 3 (e_0, e_1, e_2), T]
-    _add_tolerance(edges, n_cols, n_rows, torch.finfo(dtype).eps)
-    return out.to(dtype)
-
-
-def _screen_coefficients(corners: Tensor, boxes: Tensor) -> Tensor:
-    """Scan coefficients of triangles entirely in front of the camera, from screen positions.
-
-    The 2D edge functions are built from the vertices' pixel positions relative to the
-    triangle's box, so the triangles around a vertex all see the same (rounded) vertex and
-    their edges meet exactly there; what rounding remains is covered by the tolerance (see
-    :func:`_add_tolerance`). 1 / w and z / w are linear in screen space, which gives the
-    perspective-correct depth and the near/far test.
-
-    Args:
-        corners: [5, 3, T] rows col, row, front, 1/w, z/w (:func:`_project_vertices`) per
-            corner.
-        boxes: [4, T] int64 pixel boxes (col0, row0, n_cols, n_rows).
-    Returns:
-        [16, T], laid out as in :func:`_edge_coefficients` with twice the signed screen area
-        in place of det: rows 0-11 e_0, e_1, e_2, zn; row 12 |2 area|; rows 13-15 the
-        function whose value q gives the view depth ``w = row 12 / q``.
-    """
-    col, row, _, inv_w, ndc_z = corners.unbind(0)  # each [3, T]: one row per corner
-    col0, row0, n_cols, n_rows = boxes.to(corners.dtype)
-    u = col - col0
-    v = row - row0
-    # edge function i (zero on the edge from corner j = i + 1 to k = i + 2), all three at once
-    u_j, v_j = u.roll(-1, 0), v.roll(-1, 0)
-    du = u.roll(-2, 0) - u_j
-    dv = v.roll(-2, 0) - v_j
-    out = corners.new_empty(16, corners.shape[2])
-    functions = out[:12].view(3, 4, -1)  # [3 (a, b, c), 4 (e_0, e_1, e_2, zn), T]
-    edges = functions[:, :3]
-    torch.neg(dv, out=edges[0])
-    edges[1] = du
-    torch.mul(dv, u_j, out=edges[2]).sub_(du * v_j)
-    area = edges[0, 0] * u[0] + edges[1, 0] * v[0] + edges[2, 0]
-    edges *= torch.where(area < 0, -1.0, 1.0).to(area.dtype)
-    torch.abs(area, out=out[12])
-    # z / w and 1 / w interpolate linearly on screen with the (unnormalized) e_i as weights
-    for values, target in ((ndc_z, functions[:, 3]), (inv_w, out[13:16])):
-        torch.mul(edges[:, 0], values[0], out=target)
-        target.addcmul_(edges[:, 1], values[1]).addcmul_(edges[:, 2], values[2])
-    _add_tolerance(edges, n_cols, n_rows, torch.finfo(corners.dtype).eps)
-    return out
-
-
-def _add_tolerance(edges: Tensor, n_cols: Tensor, n_rows: Tensor, eps: float) -> None:
-    """Raise each edge function ``a * col + b * row + c`` by 16 ulps of its terms' size.
-
-    Two triangles sharing an edge evaluate it with different roundings (their coefficients
-    are relative to different boxes), so a pixel centre on or within a hair of the edge could
-    fail both tests and leave a hole in a closed surface. The tolerance (about 1e-5 pixel for a
-    pixel-sized triangle, 1e-3 pixel for a 200-pixel one) makes neighbours overlap by a sliver
-    that the depth test resolves.
-
-    Args:
-        edges: [3 (a, b, c), 3 (edge functions), T]; ``c`` is modified in place.
-        n_cols, n_rows: [T] box sizes.
-    """
-    a, b, c = edges
-    slack = torch.addcmul(c.abs(), a.abs(), n_cols).addcmul_(b.abs(), n_rows)
-    c.add_(slack, alpha=16 * eps)
-
-
-def _cross(x, y, w, j: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Components of ``p_j x p_k`` with p_i = (x[i], y[i], w[i]) ([T] tensors)."""
-    return (
-        y[j] * w[k] - w[j] * y[k],
-        w[j] * x[k] - x[j] * w[k],
-        x[j] * y[k] - y[j] * x[k],
-    )
 
 
 def _depth_test(
@@ -430,7 +320,8 @@ def _depth_test(
     Args:
         orientation, cull: as for :func:`rasterize`.
     Returns:
-        keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_EMPTY_KEY`` for background.
+        keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_INF_KEY`` or more for
+            background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
     """
     batch, num_vertices = clip_vertices.shape[:2]
@@ -440,11 +331,12 @@ def _depth_test(
     keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if num_faces == 0:
         return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
-    clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]: x, y, z, w rows
-    screen_soa = _project_vertices(clip_soa, image_size)  # [5, B*V]
+    clip_soa = clip_vertices.reshape(-1, 4).t().contiguous()  # [4, B*V]: x, y, z, w rows
+    bounds, front, within = _vertex_bounds(clip_soa, image_size)
+    check_range = not bool(within.all())
     faces_soa = faces.t().contiguous()  # [3, F]
     every_view = torch.arange(batch, device=device)[:, None] * num_vertices
-    all_front = bool(screen_soa[2].all())
+    all_front = bool(front.all())
     given = orientation
     if given is None:
         orientation = torch.empty(batch, num_faces, dtype=torch.int8, device=device)
@@ -452,37 +344,41 @@ def _depth_test(
         orientation = given.clone()
     outside = None
     if cull is not None:
-        outside = screen_soa[2].view(batch, num_vertices).all(1)[:, None]  # camera outside
+        outside = front.view(batch, num_vertices).all(1)[:, None]  # camera outside the mesh
     faces_per_chunk = max(1, max_candidates // (4 * batch))
     for start in range(0, num_faces, faces_per_chunk):
         stop = min(num_faces, start + faces_per_chunk)
-        corner_rows = every_view[None] + faces_soa[:, None, start:stop]  # [3, B, Fc]
-        if given is None:
-            orientation[:, start:stop] = _clip_orientation(clip_soa, corner_rows)
-        if not all_front:  # unknown where a corner is not in front of the near plane
-            front = screen_soa[2].index_select(0, corner_rows.reshape(-1)).view(3, batch, -1)
-            orientation[:, start:stop] *= front.sum(0) == 3
-        drawn = torch.ones(batch, stop - start, dtype=torch.bool, device=device)
-        if cull is not None:
-            drawn &= ~(cull[:, start:stop] & outside)
-        pairs = torch.nonzero(drawn.view(-1)).squeeze(1)  # view-major (view, face) pairs
-        rows = corner_rows.view(3, -1).index_select(1, pairs)  # [3, T]
-        boxes, counts, num_front = _pair_boxes(clip_soa, screen_soa, rows, image_size, all_front)
+        if given is None or not all_front:
+            corner_rows = every_view[None] + faces_soa[:, None, start:stop]  # [3, B, Fc]
+            if given is None:
+                orientation[:, start:stop] = _clip_orientation(clip_soa, corner_rows)
+            if not all_front:  # unknown where a corner is not in front of the near plane
+                ahead = front.index_select(0, corner_rows.reshape(-1)).view(3, batch, -1)
+                orientation[:, start:stop] *= ahead.all(0)
+        if cull is None:
+            pairs = torch.arange(batch * (stop - start), device=device)
+        else:
+            drawn = ~(cull[:, start:stop] & outside)
+            pairs = torch.nonzero(drawn.view(-1)).squeeze(1)  # view-major (view, face) pairs
+        view = torch.div(pairs, stop - start, rounding_mode="floor")
+        face = pairs - view * (stop - start) + start
+        rows = faces_soa.index_select(1, face).add_(view * num_vertices)  # [3, T]
+        boxes, counts = _pair_boxes(bounds, front, clip_soa, rows, image_size, all_front)
         keep = torch.nonzero(counts > 0).squeeze(1)
         if keep.numel() == 0:
             continue
-        pairs, rows = pairs.index_select(0, keep), rows.index_select(1, keep)
-        boxes = boxes.index_select(1, keep).long()
-        view = torch.div(pairs, stop - start, rounding_mode="floor")
-        face = pairs - view * (stop - start) + start
-        if num_front is None or bool((num_front[keep] == 3).all()):
-            corners = screen_soa.index_select(1, rows.view(-1)).view(5, 3, -1)
-            floats = _screen_coefficients(corners, boxes)
-        else:
-            in_front = num_front[keep] == 3
-            floats = _mixed_coefficients(clip_soa, screen_soa, rows, in_front, boxes, image_size)
-        counts = (boxes[2] * boxes[3]) * (floats[12] > 0)  # degenerate: nothing
-        _scan_candidates(keys, floats, boxes, counts, view, face, image_size, max_candidates)
+        _scan_boxes(
+            keys,
+            clip_soa,
+            rows.index_select(1, keep),
+            boxes.index_select(1, keep),
+            counts.index_select(0, keep),
+            view.index_select(0, keep),
+            face.index_select(0, keep),
+            image_size,
+            max_candidates,
+            check_range,
+        )
     return keys, orientation
 
 
@@ -500,105 +396,100 @@ def _clip_orientation(clip_soa: Tensor, corner_rows: Tensor) -> Tensor:
     """
     shape = corner_rows.shape[1:]
     x, y, _, w = clip_soa.index_select(1, corner_rows.reshape(-1)).view(4, 3, -1)
-    m = _cross(x, y, w, 1, 2)
-    det = x[0] * m[0] + y[0] * m[1] + w[0] * m[2]
+    det = (w * _edge_values(x, y)).sum(0)
     return torch.sign(det.nan_to_num(0.0)).to(torch.int8).view(shape)
 
 
-def _mixed_coefficients(
-    clip_soa: Tensor,
-    screen_soa: Tensor,
-    corner_rows: Tensor,
-    in_front: Tensor,
-    boxes: Tensor,
-    image_size: tuple[int, int],
-) -> Tensor:
-    """[16, T] scan coefficients: screen-space for triangles in front, homogeneous otherwise."""
-    floats = clip_soa.new_empty(16, corner_rows.shape[1])
-    front_idx = torch.nonzero(in_front).squeeze(1)
-    other_idx = torch.nonzero(~in_front).squeeze(1)
-    if front_idx.numel():
-        rows = corner_rows.index_select(1, front_idx).reshape(-1)
-        corners = screen_soa.index_select(1, rows).view(5, 3, -1)
-        floats[:, front_idx] = _screen_coefficients(corners, boxes.index_select(1, front_idx))
-    rows = corner_rows.index_select(1, other_idx).reshape(-1)
-    tri = clip_soa.index_select(1, rows).view(4, 3, -1)
-    floats[:, other_idx] = _edge_coefficients(tri, image_size, boxes.index_select(1, other_idx))
-    return floats
-
-
-def _project_vertices(clip_soa: Tensor, image_size: tuple[int, int]) -> Tensor:
-    """Per-vertex pixel coordinates.
+def _vertex_bounds(clip_soa: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-vertex pixel ranges, from which the box of a triangle in front is one minimum.
 
     Args:
         clip_soa: [4, N] rows x, y, z, w of clip-space vertices.
     Returns:
-        [5, N] rows col, row (pixel-index units: pixel centres at integers, row 0 at the
-        top), front (1.0 for a finite vertex in front of the near plane: z >= -w, w > 0;
-        else 0), 1 / w and z / w; all but front are only meaningful where front is 1.
+        bounds: [N] int64, each holding four int16: the first column and row of pixel
+            centres at or after the vertex and the negated last ones at or before it (see
+            :func:`_pixel_span`), so that the elementwise minimum over a triangle's corners
+            gives its box. Only meaningful where ``front``.
+        front: [N] bool, finite and in front of the near plane (z >= -w, w > 0).
+        within: [N] bool, front and not beyond the far plane (z <= w).
+    """
+    x, y, z, w = clip_soa
+    front = (z + w >= 0) & (w > 0) & torch.isfinite(clip_soa.sum(0))
+    within = front & (z <= w)
+    inv_w = torch.where(front, w, 1.0).reciprocal_()
+    position = _pixel_position(x * inv_w, y * inv_w, image_size).nan_to_num_(0.0)  # [2, N]
+    first, last = _pixel_span(position, position, image_size)
+    fields = torch.empty(x.shape[0], 4, dtype=torch.int16, device=x.device)
+    for k, value in enumerate((first[0], first[1], last[0].neg_(), last[1].neg_())):
+        fields[:, k] = value
+    return fields.view(torch.int64).view(-1), front, within
+
+
+def _pixel_position(x: Tensor, y: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """NDC (x, y) [...] -> [2, ...] (col, row) in pixel-index units (centres at integers, row
+    0 at the top)."""
+    height, width = image_size
+    position = torch.empty(2, *x.shape, dtype=x.dtype, device=x.device)
+    torch.add(x * (width / 2), width / 2 - 0.5, out=position[0])
+    torch.add(y * (-height / 2), height / 2 - 0.5, out=position[1])
+    return position
+
+
+def _pixel_span(lo: Tensor, hi: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """First and last pixel centres of the ranges ``[lo, hi]``, widened by a rounding margin.
+
+    Args:
+        lo, hi: [2, ...] (col, row) in pixel-index units.
+    Returns:
+        (first, last) [2, ...] whole numbers, first clamped to [0, size] and last to
+        [-1, size - 1] (the range is empty where last < first).
     """
     height, width = image_size
-    x, y, z, w = clip_soa
-    finite = torch.isfinite(clip_soa.sum(0))  # (a sum overflowing is absurd anyway)
-    front = (z + w >= 0) & (w > 0) & finite
-    out = clip_soa.new_empty(5, clip_soa.shape[1])
-    inv_w = torch.where(front, w, w.new_ones(()), out=out[3]).reciprocal_()
-    torch.addcmul(torch.full_like(x, width / 2 - 0.5), x, inv_w, value=width / 2, out=out[0])
-    torch.addcmul(torch.full_like(y, height / 2 - 0.5), y, inv_w, value=-height / 2, out=out[1])
-    out[2] = front
-    torch.mul(z, inv_w, out=out[4])
-    return out
+    eps = 2e-3  # pixels: the projection's rounding against the exact test in _nearest_keys
+    first = torch.ceil(lo - eps)
+    last = torch.floor(hi + eps)
+    for axis, size in enumerate((width, height)):
+        first[axis].clamp_(0, size)
+        last[axis].clamp_(-1, size - 1)
+    return first, last
 
 
 def _pair_boxes(
+    bounds: Tensor,
+    front: Tensor,
     clip_soa: Tensor,
-    screen_soa: Tensor,
-    corner_rows: Tensor,
+    rows: Tensor,
     image_size: tuple[int, int],
     all_front: bool,
-) -> tuple[Tensor, Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor]:
     """Pixel boxes of some (view, face) pairs.
 
     Args:
-        clip_soa: [4, N] clip-space rows; screen_soa: [5, N] from :func:`_project_vertices`.
-        corner_rows: [3, T] indices into N of each pair's corners.
-        all_front: every vertex is in front of the near plane (then the front flags are not
-            gathered).
+        bounds, front: [N] from :func:`_vertex_bounds`; clip_soa: [4, N] clip-space rows.
+        rows: [3, T] indices into N of each pair's corners.
+        all_front: every vertex is in front of the near plane.
     Returns:
-        boxes: [4, T] float rows col0, row0, n_cols, n_rows (whole numbers).
-        counts: [T] float number of pixels in each box (0 for faces entirely behind the
-            near plane).
-        num_front: None when every vertex is in front of the near plane, else [T] float
-            number of corners in front.
+        boxes: [4, T] int64 rows col0, row0, n_cols, n_rows.
+        counts: [T] int64 number of pixels in each box (0 for faces entirely behind the near
+            plane).
     """
-    height, width = image_size
-    num_pairs = corner_rows.shape[1]
-    gathered = 2 if all_front else 3
-    xyf = screen_soa[:gathered].index_select(1, corner_rows.reshape(-1)).view(gathered, 3, -1)
-    lo = torch.minimum(torch.minimum(xyf[:2, 0], xyf[:2, 1]), xyf[:2, 2])  # [2, T]
-    hi = torch.maximum(torch.maximum(xyf[:2, 0], xyf[:2, 1]), xyf[:2, 2])
-    num_front = None
+    num_pairs = rows.shape[1]
+    corners = bounds.index_select(0, rows.view(-1)).view(torch.int16).view(3, num_pairs, 4)
+    low = torch.minimum(torch.minimum(corners[0], corners[1]), corners[2])  # [T, 4]
+    low = low.t().to(torch.int64, memory_format=torch.contiguous_format)  # [4, T]
     if not all_front:
-        num_front = xyf[2].sum(0)
-        partial = torch.nonzero((num_front > 0) & (num_front < 3)).squeeze(1)
+        ahead = front.index_select(0, rows.view(-1)).view(3, num_pairs).sum(0)
+        low[:, ahead < 3] = low.new_tensor([[0], [0], [1], [1]])  # empty, unless clipped below
+        partial = torch.nonzero((ahead > 0) & (ahead < 3)).squeeze(1)
         if partial.numel():
-            rows = corner_rows[:, partial].t().reshape(-1)
-            tri = clip_soa.index_select(1, rows).t().reshape(-1, 3, 4)
-            part_lo, part_hi = _clipped_extent(tri, image_size)
-            lo[:, partial], hi[:, partial] = part_lo.t(), part_hi.t()
-    eps = 2e-3  # pixels: rounding of the projection, and the edge tolerances
-    boxes = lo.new_empty(4, num_pairs)
-    first, extent = boxes[:2], boxes[2:]
-    torch.ceil(lo.sub_(eps), out=first).clamp_(min=0)
-    last = torch.floor(hi.add_(eps))
-    for axis, size in enumerate((width, height)):
-        first[axis].clamp_(max=size)
-        last[axis].clamp_(max=size - 1)
-    torch.sub(last, first, out=extent).add_(1).clamp_(min=0)
-    counts = extent[0] * extent[1]
-    if num_front is not None:
-        counts *= num_front > 0
-    return boxes, counts, num_front
+            tri = clip_soa.index_select(1, rows[:, partial].t().reshape(-1))
+            lo, hi = _clipped_extent(tri.t().view(-1, 3, 4), image_size)
+            first, last = _pixel_span(lo, hi, image_size)
+            low[:, partial] = torch.cat([first, last.neg()]).long()
+    boxes = torch.empty_like(low)
+    boxes[:2] = low[:2]
+    torch.add(low[2:], low[:2], out=boxes[2:]).neg_().add_(1).clamp_(min=0)
+    return boxes, boxes[2] * boxes[3]
 
 
 def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -607,7 +498,8 @@ def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, T
     Args:
         tri: [N, 3, 4] clip-space triangles with at least one vertex in front.
     Returns:
-        (lo [N, 2], hi [N, 2]) (col, row) bounds, clamped to just outside the image.
+        (lo [2, N], hi [2, N]) (col, row) bounds, clamped to just outside the image (lo > hi
+        where no finite part is in front).
     """
     height, width = image_size
     dist = tri[..., 2] + tri[..., 3]
@@ -617,52 +509,62 @@ def _clipped_extent(tri: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, T
     points = torch.cat([tri, tri + t * (nxt - tri)], dim=1)  # [N, 6, 4]
     front = dist >= 0
     valid = torch.cat([front, front != (dist_nxt >= 0)], dim=1) & (points[..., 3] > 0)
+    valid &= torch.isfinite(points).all(-1)
     w = torch.where(valid, points[..., 3], torch.ones_like(points[..., 3]))
-    col = ((points[..., 0] / w + 1) * (width / 2) - 0.5).clamp(-2, width + 1)
-    row = ((1 - points[..., 1] / w) * (height / 2) - 0.5).clamp(-2, height + 1)
-    xy = torch.stack([col, row], dim=-1)
+    position = _pixel_position(points[..., 0] / w, points[..., 1] / w, image_size)  # [2, N, 6]
+    position[0].clamp_(-2, width + 1)
+    position[1].clamp_(-2, height + 1)
     big = float(max(height, width) + 10)
-    lo = torch.where(valid[..., None], xy, big).amin(1)
-    hi = torch.where(valid[..., None], xy, -big).amax(1)
+    lo = torch.where(valid, position, big).amin(2)
+    hi = torch.where(valid, position, -big).amax(2)
     return lo, hi
 
 
-def _scan_candidates(
+def _scan_boxes(
     keys: Tensor,
-    floats: Tensor,
+    clip_soa: Tensor,
+    rows: Tensor,
     boxes: Tensor,
     counts: Tensor,
     view: Tensor,
     face: Tensor,
     image_size: tuple[int, int],
     max_candidates: int,
+    check_range: bool,
 ) -> None:
-    """Depth-test the pixels in the boxes of some triangles into ``keys`` (in place).
+    """Depth-test every pixel centre in the boxes of some triangles into ``keys`` (in place).
 
-    The first pixel of every box is tested straight from the coefficients (there the edge
-    functions are their constant terms); the other pixels (most triangles of a detailed mesh
-    cover at most one pixel centre) are enumerated in chunks of ``max_candidates``.
+    The first pixel of every box is tested straight from the triangle's corners; the other
+    (triangle, pixel) candidates (most triangles of a detailed mesh cover at most one pixel
+    centre) gather their corners and are enumerated in chunks of at most ``max_candidates``.
 
     Args:
         keys: [B*H*W] int64 running minimum keys.
-        floats: [16, T] from :func:`_edge_coefficients` or :func:`_screen_coefficients`;
-            boxes: [4, T] from :func:`_pair_boxes`; counts: [T] >= 0 pixels to scan per box;
-            view, face: [T].
+        clip_soa: [4, N] clip-space rows; rows: [3, T] indices into N of the corners.
+        boxes: [4, T] int64 from :func:`_pair_boxes`; counts: [T] > 0 pixels per box;
+        view, face: [T] int64.
+        check_range: as for :func:`_nearest_keys`.
     """
     height, width = image_size
-    base = (view * height + boxes[1]) * width + boxes[0]
-    _keep_nearest(keys, floats[8:12], floats[12], floats[15], counts > 0, base, face)
-    counts = (counts - 1).clamp_(min=0)
+    num_pairs = rows.shape[1]
+    corners = clip_soa.index_select(1, rows.view(-1)).view(12, num_pairs)  # x, y, z, w rows
+    col0, row0, n_cols, _ = boxes
+    base = view * (height * width)
+    first_pixel = base + row0 * width + col0
+    _nearest_keys(keys, corners, col0, row0, first_pixel, face, image_size, check_range)
+    counts = counts - 1
     ends = torch.cumsum(counts, 0)
+    starts = ends - counts
     total = int(ends[-1])
+    if total == 0:
+        return
     bounds = [0]
     if total > max_candidates:
         targets = torch.arange(max_candidates, total, max_candidates, device=ends.device)
         cuts = torch.searchsorted(ends, targets, right=False).tolist()
-        bounds += sorted({c for c in cuts if 0 < c < counts.numel()})
-    bounds.append(counts.numel())
-    starts = ends - counts
-    ints = torch.stack([starts, boxes[2], base])  # [3, T]
+        bounds += sorted({c for c in cuts if 0 < c < num_pairs})
+    bounds.append(num_pairs)
+    table = torch.stack([starts, n_cols, col0, row0, base, face])
     for lo, hi in itertools.pairwise(bounds):
         n = int(ends[hi - 1] - starts[lo])
         if n == 0:
@@ -670,44 +572,81 @@ def _scan_candidates(
         tri_of = torch.repeat_interleave(
             torch.arange(lo, hi, device=keys.device), counts[lo:hi], output_size=n
         )
-        first, n_cols, base_of = ints.index_select(1, tri_of).unbind(0)
-        local = torch.arange(1, n + 1, device=keys.device) + (starts[lo] - first)
-        row_in = torch.div(local, n_cols, rounding_mode="floor")
-        col_in = local - row_in * n_cols
-        f = floats.index_select(1, tri_of)
-        colf = col_in.to(f.dtype)
-        rowf = row_in.to(f.dtype)
-        e = torch.stack([f[i] * colf + f[4 + i] * rowf + f[8 + i] for i in range(4)])
-        total = f[13] * colf + f[14] * rowf + f[15]
-        pixel = base_of + row_in * width + col_in
-        _keep_nearest(keys, e, f[12], total, None, pixel, face.index_select(0, tri_of))
+        first, cols, col, row, pixel, tri_face = table.index_select(1, tri_of)
+        local = torch.arange(1, n + 1, device=keys.device).add_(starts[lo] - first)
+        row_in = torch.div(local, cols, rounding_mode="floor")
+        col += local - row_in * cols
+        row += row_in
+        pixel += row * width + col
+        tri_corners = corners.index_select(1, tri_of)
+        _nearest_keys(keys, tri_corners, col, row, pixel, tri_face, image_size, check_range)
 
 
-def _keep_nearest(
+def _nearest_keys(
     keys: Tensor,
-    e: Tensor,
-    d: Tensor,
-    q: Tensor,
-    valid: Tensor | None,
+    corners: Tensor,
+    col: Tensor,
+    row: Tensor,
     pixel: Tensor,
     face: Tensor,
+    image_size: tuple[int, int],
+    check_range: bool,
 ) -> None:
     """Fold candidates into the depth buffer ``keys`` (in place).
 
+    A candidate is the centre ``q`` of pixel (row, col) against a triangle with clip-space
+    corners ``p_i``. The homogeneous edge values ``e_i`` of :func:`_pixel_bary_depth` give its
+    barycentrics ``e_i / sum(e)``: the pixel's ray meets the triangle where they are all >= 0
+    (all ``e_i`` of one sign), in front of the camera where the interpolated ``w`` is > 0 and
+    within the depth range where the interpolated ``|z| <= w``. No division by a vertex's w,
+    so corners behind the camera need no clipping. Watertight without tolerances: two
+    triangles sharing an edge evaluate it from the same two corners with the same operations
+    in opposite order, giving exactly opposite values (IEEE rounding is symmetric), so a
+    pixel centre on the edge passes for both and one just off it for exactly one.
+
+    The range test is skipped when ``check_range`` is False, i.e. every vertex is within
+    the depth range (``|z| <= w``, w > 0): the points of the triangle are then too.
+
     Args:
-        e: [4, N] e_0, e_1, e_2, zn at the candidates; d: [N] |det|; q: [N] (view depth
-            is d / q); valid: [N] bool or None; pixel, face: [N] int64.
+        keys: [B*H*W] int64 running minimum keys.
+        corners: [12, C] clip-space corners of each candidate's triangle, rows x0, x1, x2,
+            y0, ..., w2.
+        col, row: [C] int64 pixel of each candidate in its view; pixel: [C] flat index into
+            B*H*W; face: [C] int64.
+        check_range: test the interpolated z and w against the depth range.
     """
-    inside = (e[0] >= 0) & (e[1] >= 0) & (e[2] >= 0) & (e[3] >= -d) & (e[3] <= d)
-    inside &= q > 0  # a sliver's tolerance band may reach where its plane is behind
-    if valid is not None:
-        inside &= valid
-    idx = torch.nonzero(inside).squeeze(1)
-    if idx.numel() == 0:
-        return
-    depth = (d.index_select(0, idx) / q.index_select(0, idx)).float()
-    key = (depth.view(torch.int32).long() << _FACE_BITS) | face.index_select(0, idx)
-    keys.scatter_reduce_(0, pixel.index_select(0, idx), key, reduce="amin")
+    x, y, z, w = corners.view(4, 3, -1)
+    px, py = _ndc(col, row, image_size, corners.dtype)
+    e = _edge_values(x - w * px, y - w * py)  # [3, C]
+    weighted_w = (e * w).sum(0)
+    depth = weighted_w / e.sum(0)
+    inside = (e.amin(0) >= 0) | (e.amax(0) <= 0)
+    inside &= depth > 0  # (also false for NaN: all e_i zero)
+    if check_range:
+        inside &= (e * z).sum(0).abs_() <= weighted_w.abs_()
+    depth = torch.where(inside, depth.float(), torch.inf)
+    key = (depth.view(torch.int32).long() << _FACE_BITS) | face
+    keys.scatter_reduce_(0, pixel, key, reduce="amin")
+
+
+def _ndc(col: Tensor, row: Tensor, image_size: tuple[int, int], dtype: torch.dtype):
+    """Pixel centres (col, row int64 [N]) -> NDC (X [N], Y [N]) in ``dtype``; Y grows upwards.
+
+    Every use goes through here, so a pixel centre has exactly the same coordinates for
+    every triangle tested against it (which the watertightness of :func:`_nearest_keys`
+    relies on).
+    """
+    height, width = image_size
+    x = col.to(dtype) * (2 / width) + (1 / width - 1)
+    y = row.to(dtype) * (-2 / height) + (1 - 1 / height)
+    return x, y
+
+
+def _edge_values(dx: Tensor, dy: Tensor) -> Tensor:
+    """[3, N] offsets of the corners from the pixel -> [3, N] ``e_i = d_j x d_k``."""
+    return torch.stack(
+        [dx[(i + 1) % 3] * dy[(i + 2) % 3] - dy[(i + 1) % 3] * dx[(i + 2) % 3] for i in range(3)]
+    )
 
 
 def _pixel_bary_depth(
@@ -739,9 +678,7 @@ def _pixel_bary_depth(
     corners = clip_vertices.reshape(-1, 4).index_select(0, rows.reshape(-1))  # [3N, 4]
     x, y, _, w = corners.t().reshape(4, 3, -1).unbind(0)  # each [3 corners, N]
     px, py = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
-    dx = x - w * px
-    dy = y - w * py
-    e = dx.roll(-1, 0) * dy.roll(-2, 0) - dy.roll(-1, 0) * dx.roll(-2, 0)  # [3, N]
+    e = _edge_values(x - w * px, y - w * py)  # [3, N]
     total = e.sum(0)
     bary = e / total
     depth = (w * bary).sum(0)
