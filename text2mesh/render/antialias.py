@@ -149,19 +149,21 @@ def unpack_blend(
     pairs: tuple[Tensor, Tensor, Tensor] | None,
     fill: Sequence[float] | Tensor | None = None,
 ) -> Tensor:
-    """Packed values -> images, antialiased with :func:`blend_pairs`, in one step.
+    """Packed values -> channels-first images, antialiased with :func:`blend_pairs`, in one step.
 
-    Same result as ``antialias(unpack(values, fragments, fill), fragments)`` when every
-    channel has the same fill (the blend is a convex combination of two pixels, so it
-    commutes with compositing over a constant background), but the backward pass works on
-    the covered pixels only instead of image-sized gradient buffers.
+    Same result as ``antialias(unpack(values, fragments, fill), fragments)`` (moved to
+    channels first) when every channel has the same fill (the blend is a convex combination
+    of two pixels, so it commutes with compositing over a constant background), but the
+    backward pass touches only the covered pixels and the blended pairs: the images are made
+    in the [B, C, H, W] layout the rest of the pipeline (and CLIP) uses, so no image-sized
+    copy or gradient buffer is needed on the way back.
 
     Args:
         values: [N, C] float values at ``fragments.pixel_index``.
         pairs: from :func:`blend_pairs`, or None for no blending.
         fill: [C] values of uncovered pixels (default 0).
     Returns:
-        [B, H, W, C], differentiable wrt ``values`` and the pairs' weights.
+        [B, C, H, W] contiguous, differentiable wrt ``values`` and the pairs' weights.
     """
     height, width = fragments.image_size
     batch, channels = fragments.batch_size, values.shape[1]
@@ -169,12 +171,23 @@ def unpack_blend(
         empty = fragments.pixel_index.new_empty(0)
         pairs = (empty, empty, values.new_empty(0))
     fill = values.new_zeros(channels) if fill is None else torch.as_tensor(fill).to(values)
-    image = _UnpackBlend.apply(values, fragments.pixel_index, *pairs, batch * height * width, fill)
-    return image.view(batch, height, width, channels)
+    shape = (batch, channels, height * width)
+    image = _UnpackBlend.apply(values, fragments.pixel_index, *pairs, shape, fill)
+    return image.view(batch, channels, height, width)
+
+
+def _planar_index(pixel: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """Flat pixel indices into B*H*W -> [K, C] flat indices of their C channels in a
+    [B, C, H*W] image."""
+    _, channels, plane = shape
+    view = torch.div(pixel, plane, rounding_mode="floor")
+    first = pixel + view * ((channels - 1) * plane)
+    return first[:, None] + torch.arange(0, channels * plane, plane, device=pixel.device)
 
 
 class _UnpackBlend(torch.autograd.Function):
-    """Scatter packed values into an image filled with ``fill``, then :class:`_Blend` it.
+    """Scatter packed values into a channels-first image filled with ``fill``, then blend
+    pixel pairs (as :class:`_Blend`).
 
     Hand-written backward (why: speed): autograd through unpack + blend allocates and fills
     several image-sized gradient buffers, although only the N covered pixels and the M
@@ -184,34 +197,41 @@ class _UnpackBlend(torch.autograd.Function):
 
     Args (to ``apply``):
         values: [N, C] float at the covered pixels ``pixel_index`` [N] int64 (ascending).
-        source, target: [M] int64 flat pixel indices; weight: [M] float, differentiable.
-        num_pixels: B * H * W; fill: [C] values of the other pixels (no gradient).
+        source, target: [M] int64 flat pixel indices into B*H*W; weight: [M] float,
+            differentiable.
+        shape: (B, C, H*W); fill: [C] values of the other pixels (no gradient).
     Returns:
-        [num_pixels, C] image.
+        [B * C * H * W] image, laid out [B, C, H, W].
     """
 
     @staticmethod
-    def forward(ctx, values, pixel_index, source, target, weight, num_pixels, fill):
-        image = fill.expand(num_pixels, values.shape[1]).clone()
-        image.index_copy_(0, pixel_index, values)
-        difference = image.index_select(0, source) - image.index_select(0, target)
-        image.index_add_(0, target, weight[:, None] * difference)
-        ctx.save_for_backward(pixel_index, source, target, weight, difference)
-        ctx.num_pixels = num_pixels
+    def forward(ctx, values, pixel_index, source, target, weight, shape, fill):
+        batch, channels, plane = shape
+        image = fill.view(1, channels, 1).expand(batch, channels, plane).contiguous().view(-1)
+        at_values = _planar_index(pixel_index, shape).view(-1)
+        image.index_copy_(0, at_values, values.reshape(-1))
+        at_source = _planar_index(source, shape).view(-1)
+        at_target = _planar_index(target, shape).view(-1)
+        difference = image.index_select(0, at_source) - image.index_select(0, at_target)
+        difference = difference.view(-1, channels)
+        image.index_add_(0, at_target, (weight[:, None] * difference).view(-1))
+        ctx.save_for_backward(pixel_index, source, target, weight, difference, at_values)
+        ctx.at_target = at_target
         return image
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        pixel_index, source, target, weight, difference = ctx.saved_tensors
-        grad_target = grad_out.index_select(0, target)  # [M, C]
+        pixel_index, source, target, weight, difference, at_values = ctx.saved_tensors
+        grad_out = grad_out.reshape(-1)
+        channels = difference.shape[1]
+        grad_target = grad_out.index_select(0, ctx.at_target).view(-1, channels)  # [M, C]
         grad_values = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_values = grad_out.index_select(0, pixel_index)
-            slot = torch.full((ctx.num_pixels,), -1, dtype=torch.int64, device=grad_out.device)
-            slot[pixel_index] = torch.arange(pixel_index.numel(), device=grad_out.device)
+            grad_values = grad_out.index_select(0, at_values).view(-1, channels)
             spread = weight[:, None] * grad_target
-            rows = slot.index_select(0, torch.cat([source, target]))
-            covered = torch.nonzero(rows >= 0).squeeze(1)
+            ends = torch.cat([source, target])
+            rows = torch.searchsorted(pixel_index, ends).clamp_(max=pixel_index.numel() - 1)
+            covered = torch.nonzero(pixel_index.index_select(0, rows) == ends).squeeze(1)
             corrections = torch.cat([spread, -spread]).index_select(0, covered)
             grad_values.index_add_(0, rows.index_select(0, covered), corrections)
         if ctx.needs_input_grad[4]:

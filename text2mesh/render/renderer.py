@@ -208,14 +208,12 @@ class Renderer:
         # Compositing over the background before antialiasing (filling uncovered pixels
         # with it) equals compositing after: the blend mixes two pixels convexly.
         fill = None if background is None else _background(background, values).repeat(num_passes)
-        rgb = unpack_blend(values, fragments, pairs, fill)  # [B, H, W, 3P]
+        images = unpack_blend(values, fragments, pairs, fill)  # [B, 3P, H, W]
         alpha = unpack_blend(values.new_ones(values.shape[0], 1), fragments, pairs)
-        batch, height, width = rgb.shape[:3]
-        rgb = rgb.view(batch, height, width, num_passes, 3)
-        images = rgb.permute(3, 0, 4, 1, 2)  # [P, B, 3, H, W]
-        if passes is None:
-            images = images[0]
-        return RenderOutput(images=images, alpha=alpha.permute(0, 3, 1, 2), fragments=fragments)
+        if passes is not None:
+            batch, _, height, width = images.shape
+            images = images.view(batch, passes, 3, height, width).transpose(0, 1)
+        return RenderOutput(images=images, alpha=alpha, fragments=fragments)
 
     @staticmethod
     def _check(vertices: Tensor, faces: Tensor, colors: Tensor) -> tuple[Tensor, Tensor, Tensor]:

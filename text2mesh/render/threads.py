@@ -94,6 +94,8 @@ def scope_backward_threads(inputs: Sequence[Tensor], run, threads: int | None):
         marked[i] = t
     outputs = list(run(*marked))
     differentiable = [i for i, t in enumerate(outputs) if t.requires_grad]
-    for i, t in zip(differentiable, _OnBackward.apply(state.enter, *(outputs[i] for i in differentiable))):
+    for i, t in zip(
+        differentiable, _OnBackward.apply(state.enter, *(outputs[i] for i in differentiable))
+    ):
         outputs[i] = t
     return tuple(outputs)
