@@ -17,7 +17,7 @@ _API = {
     "Config": "config",
 }
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_API.keys()]  # noqa: PLE0604 (names are strings)
 
 
 def __getattr__(name: str):

@@ -281,8 +281,14 @@ def imagine_command(prompt, output, iters, size, generator, seed, preset, config
             raise ConfigError("give a PROMPT, e.g. text2mesh imagine \"a watercolor of a lighthouse\"")
         name = prompt or (prompts[0] if prompts else "image")
         out_dir = output or default_run_dir("imagine", name)
-        kwargs = dict(prompts=prompts, image_prompts=image_prompts, negatives=negatives, init_image=init_image,
-                      overwrite=overwrite, progress=not quiet)
+        kwargs = {
+            "prompts": prompts,
+            "image_prompts": image_prompts,
+            "negatives": negatives,
+            "init_image": init_image,
+            "overwrite": overwrite,
+            "progress": not quiet,
+        }
         if variations > 1:
             results = im.imagine_variations(prompt, variations, cfg, out_dir, **kwargs)
         else:

@@ -212,7 +212,7 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"unknown config key {where + '.' if where else ''}{sorted(unknown)[0]}")
+        raise ConfigError(f"unknown config key {where + '.' if where else ''}{min(unknown)}")
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]

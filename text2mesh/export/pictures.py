@@ -265,11 +265,21 @@ def save_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: float = 30.0) 
     import imageio.v2 as imageio
 
     frames = [_even_size(np.asarray(frame, np.uint8)) for frame in frames]
-    with atomic_path(path) as tmp:
-        with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", macro_block_size=1, quality=8) as writer:
-            for frame in frames:
-                writer.append_data(frame)
+    with (
+        atomic_path(path) as tmp,
+        imageio.get_writer(
+            tmp,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=1,
+            quality=8,
+        ) as writer,
+    ):
+        for frame in frames:
+            writer.append_data(frame)
     return Path(path)
 
 

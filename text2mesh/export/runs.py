@@ -82,7 +82,7 @@ def write_pictures(
     after: MeshArrays,
     before: MeshArrays | None = None,
     losses: Sequence[float] = (),
-    settings: PictureSettings = PictureSettings(),
+    settings: PictureSettings | None = None,
     n_frames: int = 32,
     fps: float = 16.0,
     n_views: int = 8,
@@ -101,6 +101,7 @@ def write_pictures(
         The files written, most useful first.
     """
     out_dir = Path(out_dir)
+    settings = settings or PictureSettings()
     written = []
     if before is not None:
         picture = pictures.before_after(before, after, n_views=2, settings=settings, labels=labels)
