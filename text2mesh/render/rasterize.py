@@ -678,7 +678,10 @@ def _pixel_bary_depth(
     corners = clip_vertices.reshape(-1, 4).index_select(0, rows.reshape(-1))  # [3N, 4]
     x, y, _, w = corners.t().reshape(4, 3, -1).unbind(0)  # each [3 corners, N]
     px, py = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
-    e = _edge_values(x - w * px, y - w * py)  # [3, N]
+    dx = x - w * px
+    dy = y - w * py
+    # the same values as _edge_values; rolls keep the backward pass free of per-row selects
+    e = dx.roll(-1, 0) * dy.roll(-2, 0) - dy.roll(-1, 0) * dx.roll(-2, 0)  # [3, N]
     total = e.sum(0)
     bary = e / total
     depth = (w * bary).sum(0)
