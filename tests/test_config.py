@@ -35,6 +35,9 @@ def test_default_preset_exists():
         ({"optim": {"iters": "many"}}, "optim.iters"),
         ({"optim": {"bogus": 1}}, "bogus"),
         ({"views": {"mode": "sideways"}}, "views.mode"),
+        ({"render": {"resolution": 0}}, "render.resolution: 0 is outside the allowed range"),
+        ({"render": {"resolution": 20000}}, "render.resolution: 20000 is outside"),
+        ({"views": {"n_views": 0}}, "views.n_views: 0 is outside"),
     ],
 )
 def test_bad_values_name_the_field(data, message):

@@ -283,6 +283,13 @@ def test_empty_view_and_degenerate_faces_render_background_with_zero_gradients()
     assert torch.all(vertices.grad == 0) and torch.all(colors.grad == 0)
 
 
+@pytest.mark.parametrize("size", [(0, 8), (8, 20000)])
+def test_image_sizes_outside_the_supported_range_are_refused(size):
+    clip = torch.tensor([[[0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0]]])
+    with pytest.raises(ValueError, match="image_size must be 1 to 16384 pixels a side"):
+        rasterize(clip, torch.tensor([[0, 1, 2]]), size)
+
+
 def test_empty_mesh():
     cameras = front_camera((8, 8))
     out = Renderer().render(

@@ -205,6 +205,47 @@ def _type_check(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+# Allowed ranges (inclusive) of the numbers a user may well get wrong; list fields apply the
+# range to every item. Values outside would fail deep inside a run (division by zero, a
+# renderer refusing the image size) instead of here with the field's name. (The 2D picture's
+# sizes are checked where they are used, in terms of the imagine command's options.)
+_LIMITS: dict[str, tuple[float, float]] = {
+    "views.n_views": (1, 64),
+    "views.radius": (1e-3, 1e3),
+    "views.fov_degrees": (1, 179),
+    "render.resolution": (16, 4096),
+    "field.n_frequencies": (1, 65536),
+    "field.width": (1, 65536),
+    "field.depth": (0, 64),
+    "field.head_depth": (0, 64),
+    "guidance.n_augs": (0, 1024),
+    "guidance.n_local_augs": (0, 1024),
+    "guidance.clip_batch": (1, 1 << 20),
+    "optim.iters": (0, 10_000_000),
+    "optim.lr": (0, 10),
+    "optim.decay_step": (1, 10_000_000),
+    "optim.snapshot_every": (0, 10_000_000),
+    "optim.checkpoint_every": (0, 10_000_000),
+    "output.n_final_views": (0, 64),
+    "output.final_resolution": (16, 4096),
+    "imagine.pixel_resolution": (1, 4096),
+    "imagine.pixel_levels": (1, 16),
+    "imagine.n_strokes": (1, 100_000),
+    "imagine.n_cutouts": (1, 1024),
+}
+
+
+def _check_range(value: Any, key: str) -> None:
+    """Raise ConfigError when a number (or a list's item) is outside ``_LIMITS[key]``."""
+    limits = _LIMITS.get(key)
+    if limits is None or value is None:
+        return
+    low, high = limits
+    for item in value if isinstance(value, list) else [value]:
+        if not low <= item <= high:
+            raise ConfigError(f"{key}: {item!r} is outside the allowed range {low:g} to {high:g}")
+
+
 def _from_dict(cls: type, data: dict, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
@@ -221,6 +262,7 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
             kwargs[name] = _from_dict(tp, value or {}, key)
         else:
             kwargs[name] = _type_check(value, tp, key)
+            _check_range(kwargs[name], key)
     return cls(**kwargs)
 
 
