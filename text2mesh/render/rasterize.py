@@ -335,7 +335,6 @@ def _depth_test(
     bounds, front, within = _vertex_bounds(clip_soa, image_size)
     check_range = not bool(within.all())
     faces_soa = faces.t().contiguous()  # [3, F]
-    every_view = torch.arange(batch, device=device)[:, None] * num_vertices
     all_front = bool(front.all())
     given = orientation
     if given is None:
@@ -344,37 +343,33 @@ def _depth_test(
         orientation = given.clone()
     outside = None
     if cull is not None:
-        outside = front.view(batch, num_vertices).all(1)[:, None]  # camera outside the mesh
-    faces_per_chunk = max(1, max_candidates // (4 * batch))
-    for start in range(0, num_faces, faces_per_chunk):
+        outside = front.view(batch, num_vertices).all(1).tolist()  # camera outside the mesh
+    # one view at a time (why: a view's pairs fit in the CPU's cache, all views' do not)
+    faces_per_chunk = max(1, max_candidates // 4)
+    for view, start in itertools.product(range(batch), range(0, num_faces, faces_per_chunk)):
         stop = min(num_faces, start + faces_per_chunk)
-        if given is None or not all_front:
-            corner_rows = every_view[None] + faces_soa[:, None, start:stop]  # [3, B, Fc]
-            if given is None:
-                orientation[:, start:stop] = _clip_orientation(clip_soa, corner_rows)
-            if not all_front:  # unknown where a corner is not in front of the near plane
-                ahead = front.index_select(0, corner_rows.reshape(-1)).view(3, batch, -1)
-                orientation[:, start:stop] *= ahead.all(0)
-        if cull is None:
-            pairs = torch.arange(batch * (stop - start), device=device)
-        else:
-            drawn = ~(cull[:, start:stop] & outside)
-            pairs = torch.nonzero(drawn.view(-1)).squeeze(1)  # view-major (view, face) pairs
-        view = torch.div(pairs, stop - start, rounding_mode="floor")
-        face = pairs - view * (stop - start) + start
-        rows = faces_soa.index_select(1, face).add_(view * num_vertices)  # [3, T]
+        rows = faces_soa[:, start:stop] + view * num_vertices  # [3, Fc]
+        if given is None:
+            orientation[view, start:stop] = _clip_orientation(clip_soa, rows)
+        if not all_front:  # unknown where a corner is not in front of the near plane
+            ahead = front.index_select(0, rows.reshape(-1)).view(3, -1).all(0)
+            orientation[view, start:stop] *= ahead
+        face = None
+        if cull is not None and outside[view]:
+            face = torch.nonzero(~cull[view, start:stop]).squeeze(1)
+            rows = rows.index_select(1, face)
         boxes, counts = _pair_boxes(bounds, front, clip_soa, rows, image_size, all_front)
         keep = torch.nonzero(counts > 0).squeeze(1)
         if keep.numel() == 0:
             continue
+        face = keep if face is None else face.index_select(0, keep)
         _scan_boxes(
-            keys,
+            keys[view * height * width : (view + 1) * height * width],
             clip_soa,
             rows.index_select(1, keep),
             boxes.index_select(1, keep),
             counts.index_select(0, keep),
-            view.index_select(0, keep),
-            face.index_select(0, keep),
+            face.add_(start),
             image_size,
             max_candidates,
             check_range,
@@ -526,7 +521,6 @@ def _scan_boxes(
     rows: Tensor,
     boxes: Tensor,
     counts: Tensor,
-    view: Tensor,
     face: Tensor,
     image_size: tuple[int, int],
     max_candidates: int,
@@ -539,18 +533,17 @@ def _scan_boxes(
     centre) gather their corners and are enumerated in chunks of at most ``max_candidates``.
 
     Args:
-        keys: [B*H*W] int64 running minimum keys.
+        keys: [H*W] int64 running minimum keys of the view the triangles are seen in.
         clip_soa: [4, N] clip-space rows; rows: [3, T] indices into N of the corners.
         boxes: [4, T] int64 from :func:`_pair_boxes`; counts: [T] > 0 pixels per box;
-        view, face: [T] int64.
+        face: [T] int64.
         check_range: as for :func:`_nearest_keys`.
     """
-    height, width = image_size
+    width = image_size[1]
     num_pairs = rows.shape[1]
     corners = clip_soa.index_select(1, rows.view(-1)).view(12, num_pairs)  # x, y, z, w rows
     col0, row0, n_cols, _ = boxes
-    base = view * (height * width)
-    first_pixel = base + row0 * width + col0
+    first_pixel = row0 * width + col0
     _nearest_keys(keys, corners, col0, row0, first_pixel, face, image_size, check_range)
     counts = counts - 1
     ends = torch.cumsum(counts, 0)
@@ -564,7 +557,7 @@ def _scan_boxes(
         cuts = torch.searchsorted(ends, targets, right=False).tolist()
         bounds += sorted({c for c in cuts if 0 < c < num_pairs})
     bounds.append(num_pairs)
-    table = torch.stack([starts, n_cols, col0, row0, base, face])
+    table = torch.stack([starts, n_cols, col0, row0, face])
     for lo, hi in itertools.pairwise(bounds):
         n = int(ends[hi - 1] - starts[lo])
         if n == 0:
@@ -572,12 +565,12 @@ def _scan_boxes(
         tri_of = torch.repeat_interleave(
             torch.arange(lo, hi, device=keys.device), counts[lo:hi], output_size=n
         )
-        first, cols, col, row, pixel, tri_face = table.index_select(1, tri_of)
+        first, cols, col, row, tri_face = table.index_select(1, tri_of)
         local = torch.arange(1, n + 1, device=keys.device).add_(starts[lo] - first)
         row_in = torch.div(local, cols, rounding_mode="floor")
         col += local - row_in * cols
         row += row_in
-        pixel += row * width + col
+        pixel = row * width + col
         tri_corners = corners.index_select(1, tri_of)
         _nearest_keys(keys, tri_corners, col, row, pixel, tri_face, image_size, check_range)
 
@@ -608,11 +601,11 @@ def _nearest_keys(
     the depth range (``|z| <= w``, w > 0): the points of the triangle are then too.
 
     Args:
-        keys: [B*H*W] int64 running minimum keys.
+        keys: [H*W] int64 running minimum keys of one view.
         corners: [12, C] clip-space corners of each candidate's triangle, rows x0, x1, x2,
             y0, ..., w2.
-        col, row: [C] int64 pixel of each candidate in its view; pixel: [C] flat index into
-            B*H*W; face: [C] int64.
+        col, row: [C] int64 pixel of each candidate; pixel: [C] flat index into keys;
+            face: [C] int64.
         check_range: test the interpolated z and w against the depth range.
     """
     x, y, z, w = corners.view(4, 3, -1)
