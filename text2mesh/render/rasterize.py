@@ -325,56 +325,55 @@ def _depth_test(
             background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
     """
-    batch, num_vertices = clip_vertices.shape[:2]
+    batch = clip_vertices.shape[0]
     num_faces = faces.shape[0]
     height, width = image_size
     device = clip_vertices.device
     keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if num_faces == 0:
         return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
-    clip_soa = clip_vertices.reshape(-1, 4).t().contiguous()  # [4, B*V]: x, y, z, w rows
-    bounds, front, within = _vertex_bounds(clip_soa, image_size)
-    check_range = not bool(within.all())
     faces_soa = faces.t().contiguous()  # [3, F]
-    all_front = bool(front.all())
     given = orientation
     if given is None:
         orientation = torch.empty(batch, num_faces, dtype=torch.int8, device=device)
-    elif not all_front:
-        orientation = given.clone()
-    outside = None
-    if cull is not None:
-        outside = front.view(batch, num_vertices).all(1).tolist()  # camera outside the mesh
-    # one view at a time (why: a view's pairs fit in the CPU's cache, all views' do not)
     faces_per_chunk = max(1, max_candidates // 4)
-    for view, start in itertools.product(range(batch), range(0, num_faces, faces_per_chunk)):
-        stop = min(num_faces, start + faces_per_chunk)
-        rows = faces_soa[:, start:stop] + view * num_vertices  # [3, Fc]
-        if given is None:
-            orientation[view, start:stop] = _clip_orientation(clip_soa, rows)
-        if not all_front:  # unknown where a corner is not in front of the near plane
-            ahead = front.index_select(0, rows.reshape(-1)).view(3, -1).all(0)
-            orientation[view, start:stop] *= ahead
-        face = None
-        if cull is not None and outside[view]:
-            face = torch.nonzero(~cull[view, start:stop]).squeeze(1)
-            rows = rows.index_select(1, face)
-        boxes, counts = _pair_boxes(bounds, front, clip_soa, rows, image_size, all_front)
-        keep = torch.nonzero(counts > 0).squeeze(1)
-        if keep.numel() == 0:
-            continue
-        face = keep if face is None else face.index_select(0, keep)
-        _scan_boxes(
-            keys[view * height * width : (view + 1) * height * width],
-            clip_soa,
-            rows.index_select(1, keep),
-            boxes.index_select(1, keep),
-            counts.index_select(0, keep),
-            face.add_(start),
-            image_size,
-            max_candidates,
-            check_range,
-        )
+    # one view at a time (why: a view's vertices and pairs fit in the CPU's cache, all views'
+    # do not)
+    for view in range(batch):
+        clip_soa = clip_vertices[view].t().contiguous()  # [4, V]: x, y, z, w rows
+        bounds, front, within = _vertex_bounds(clip_soa, image_size)
+        all_front = bool(front.all())  # the camera is outside (for culling)
+        check_range = not bool(within.all())
+        if not all_front and orientation is given:
+            orientation = given.clone()
+        for start in range(0, num_faces, faces_per_chunk):
+            stop = min(num_faces, start + faces_per_chunk)
+            rows = faces_soa[:, start:stop].contiguous()  # [3, Fc]
+            if given is None:
+                orientation[view, start:stop] = _clip_orientation(clip_soa, rows)
+            if not all_front:  # unknown where a corner is not in front of the near plane
+                ahead = front.index_select(0, rows.view(-1)).view(3, -1).all(0)
+                orientation[view, start:stop] *= ahead
+            face = None
+            if cull is not None and all_front:
+                face = torch.nonzero(~cull[view, start:stop]).squeeze(1)
+                rows = rows.index_select(1, face)
+            boxes, counts = _pair_boxes(bounds, front, clip_soa, rows, image_size, all_front)
+            keep = torch.nonzero(counts > 0).squeeze(1)
+            if keep.numel() == 0:
+                continue
+            face = keep if face is None else face.index_select(0, keep)
+            _scan_boxes(
+                keys[view * height * width : (view + 1) * height * width],
+                clip_soa,
+                rows.index_select(1, keep),
+                boxes.index_select(1, keep),
+                counts.index_select(0, keep),
+                face.add_(start),
+                image_size,
+                max_candidates,
+                check_range,
+            )
     return keys, orientation
 
 
