@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["composite"]
+__all__ = ["background_color", "composite"]
 
 
 def composite(rgb: Tensor, alpha: Tensor, background: Sequence[float] | Tensor | None) -> Tensor:
@@ -23,7 +23,12 @@ def composite(rgb: Tensor, alpha: Tensor, background: Sequence[float] | Tensor |
     """
     if background is None:
         return rgb
-    bg = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
+    return torch.addcmul(rgb, 1 - alpha, background_color(background, rgb))
+
+
+def background_color(background: Sequence[float] | Tensor, like: Tensor) -> Tensor:
+    """(r, g, b) -> [3] tensor with ``like``'s dtype and device; ValueError if not 3 numbers."""
+    bg = torch.as_tensor(background, dtype=like.dtype, device=like.device)
     if bg.shape != (3,):
         raise ValueError(f"background must be 3 numbers (r, g, b), got shape {tuple(bg.shape)}")
-    return torch.addcmul(rgb, 1 - alpha, bg)
+    return bg

@@ -14,6 +14,7 @@ from text2mesh.render.antialias import (
     mesh_edges,
     unpack_blend,
 )
+from text2mesh.render.composite import background_color
 from text2mesh.render.interpolate import interpolate_packed
 from text2mesh.render.rasterize import (
     DEFAULT_MAX_CANDIDATES,
@@ -207,7 +208,7 @@ class Renderer:
             pairs = blend_pairs(fragments, edges=edges, dtype=values.dtype)
         # Compositing over the background before antialiasing (filling uncovered pixels
         # with it) equals compositing after: the blend mixes two pixels convexly.
-        fill = None if background is None else _background(background, values).repeat(num_passes)
+        fill = None if background is None else background_color(background, values).repeat(num_passes)
         images = unpack_blend(values, fragments, pairs, fill)  # [B, 3P, H, W]
         alpha = unpack_blend(values.new_ones(values.shape[0], 1), fragments, pairs)
         if passes is not None:
@@ -232,10 +233,3 @@ class Renderer:
         faces = faces.to(device=vertices.device, dtype=torch.int64)
         return vertices, faces, colors.to(device=vertices.device, dtype=vertices.dtype)
 
-
-def _background(background: Sequence[float] | Tensor, like: Tensor) -> Tensor:
-    """(r, g, b) -> [3] tensor with ``like``'s dtype and device."""
-    bg = torch.as_tensor(background, dtype=like.dtype, device=like.device)
-    if bg.shape != (3,):
-        raise ValueError(f"background must be 3 numbers (r, g, b), got shape {tuple(bg.shape)}")
-    return bg
