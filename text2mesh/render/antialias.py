@@ -215,16 +215,15 @@ class _UnpackBlend(torch.autograd.Function):
         difference = image.index_select(0, at_source) - image.index_select(0, at_target)
         difference = difference.view(-1, channels)
         image.index_add_(0, at_target, (weight[:, None] * difference).view(-1))
-        ctx.save_for_backward(pixel_index, source, target, weight, difference, at_values)
-        ctx.at_target = at_target
+        ctx.save_for_backward(pixel_index, source, target, weight, difference, at_values, at_target)
         return image
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        pixel_index, source, target, weight, difference, at_values = ctx.saved_tensors
+        pixel_index, source, target, weight, difference, at_values, at_target = ctx.saved_tensors
         grad_out = grad_out.reshape(-1)
         channels = difference.shape[1]
-        grad_target = grad_out.index_select(0, ctx.at_target).view(-1, channels)  # [M, C]
+        grad_target = grad_out.index_select(0, at_target).view(-1, channels)  # [M, C]
         grad_values = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_values = grad_out.index_select(0, at_values).view(-1, channels)
