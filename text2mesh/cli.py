@@ -79,19 +79,17 @@ _target_options = _stacked(
 )
 
 
-def _mesh_options(command):
-    """The mesh-preparation flags (MeshConfig fields), shared by commands that prepare a mesh."""
-    options = [
-        click.option("--up-axis", type=click.Choice(["x", "y", "z", "-x", "-y", "-z"]),
-                     help="Axis of the input that points up (default y; Blender exports: z)."),
-        click.option("--max-edge", type=click.FloatRange(min=0), metavar="L",
-                     help="Split edges longer than L (unit-sphere units; 0: off). Sets the style's resolution."),
-        click.option("--max-faces", type=click.IntRange(min=0), metavar="N",
-                     help="Decimate meshes above N faces (0: off)."),
-        click.option("--no-clean", "no_clean", is_flag=True, default=None,
-                     help="Keep the mesh as loaded (no merging of duplicate vertices, no dropped faces)."),
-    ]
-    return _stacked(*options)(command)
+# the mesh-preparation flags (MeshConfig fields), shared by commands that prepare a mesh
+_mesh_options = _stacked(
+    click.option("--up-axis", type=click.Choice(["x", "y", "z", "-x", "-y", "-z"]),
+                 help="Axis of the input that points up (default y; Blender exports: z)."),
+    click.option("--max-edge", type=click.FloatRange(min=0), metavar="L",
+                 help="Split edges longer than L (unit-sphere units; 0: off). Sets the style's resolution."),
+    click.option("--max-faces", type=click.IntRange(min=0), metavar="N",
+                 help="Decimate meshes above N faces (0: off)."),
+    click.option("--no-clean", "no_clean", is_flag=True, default=None,
+                 help="Keep the mesh as loaded (no merging of duplicate vertices, no dropped faces)."),
+)
 
 
 def _mesh_overrides(up_axis, max_edge, max_faces, no_clean) -> dict:
@@ -131,15 +129,15 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
     from .config import load_config, merge_dicts
     from .run import default_run_dir
 
+    mesh_flags = _mesh_overrides(up_axis, max_edge, max_faces, no_clean)
     if resume_dir is not None:
-        mesh_flags = _mesh_overrides(up_axis, max_edge, max_faces, no_clean)
         if mesh or prompt or prompts or image_prompts or negatives or preset or config_file or settings or mesh_flags:
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --iters/--device/--quiet)")
         result = api.resume(resume_dir, progress=not quiet, iters=iters, device=device)
     else:
         overrides = merge_dicts(
             _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings),
-            _mesh_overrides(up_axis, max_edge, max_faces, no_clean),
+            mesh_flags,
         )
         cfg = load_config(preset=preset or (None if config_file else "default"), path=config_file, overrides=overrides)
         mesh = mesh or _preset_mesh(cfg.mesh_path)
