@@ -76,6 +76,11 @@ def make_render_step(vertices, faces, cameras, device, threads=None):
     colors = torch.rand(v.shape[0], 3, generator=gen).to(device)
     offset = torch.zeros_like(v, requires_grad=True)
     colors.requires_grad_(True)
+    # a dense gradient on the images, like the one CLIP's backward hands the renderer (why
+    # not ``images.mean().backward()``: that would also time filling its expanded gradient
+    # in, a cost of the toy loss that a real loss does not have)
+    height, width = cameras.image_size
+    upstream = torch.rand(len(cameras), 3, height, width, generator=gen).to(device)
 
     def forward():
         with torch.no_grad():
@@ -85,7 +90,7 @@ def make_render_step(vertices, faces, cameras, device, threads=None):
 
     def forward_backward():
         out = renderer.render(v + offset, f, cameras, colors)
-        out.images.mean().backward()
+        out.images.backward(upstream)
         sync(device)
         offset.grad = None
         colors.grad = None

@@ -295,11 +295,15 @@ def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tens
         screen. Faces with a vertex behind the camera plane are left out.
     """
     face, k, other = edges
-    # face-major [F, B] so that each edge gathers one contiguous row of views
-    orientation = fragments.face_orientation.t().contiguous()
+    # face-major [F, B] so that each edge gathers one contiguous row of views (stacked rows:
+    # several times faster on CPU than a transposed copy)
+    orientation = torch.stack(fragments.face_orientation.unbind(0), dim=1)
     own, across = orientation.index_select(0, torch.cat([face, other.clamp(min=0)])).chunk(2)
-    boundary = (other < 0)[:, None]
-    silhouette = (own != 0) & (boundary | ((across != 0) & (own != across)))  # [E, B]
+    boundary = other < 0
+    if bool(boundary.any()):
+        across = torch.where(boundary[:, None], -own, across)
+    # orientations are -1, 0 or 1: the product is negative where both are known and differ
+    silhouette = (own * across) < 0  # [E, B]
     view, edge = torch.nonzero(silhouette.t(), as_tuple=True)
     return view, face.index_select(0, edge), k.index_select(0, edge)
 

@@ -267,7 +267,7 @@ def face_orientation(vertices: Tensor, faces: Tensor, centers: Tensor) -> tuple[
         empty = torch.zeros(centers.shape[0], 0, dtype=torch.int8, device=faces.device)
         return empty, empty.bool()
     with torch.no_grad():
-        points = vertices.detach().t().contiguous()  # [3, V]
+        points = _columns(vertices.detach())  # [3, V]
         v0, v1, v2 = (points.index_select(1, faces[:, i]) for i in range(3))  # [3, F] each
         first, second = v1 - v0, v2 - v0
         a1, a2, a3 = first
@@ -308,6 +308,12 @@ def _check_inputs(
     return clip_vertices, faces, (height, width)
 
 
+def _columns(matrix: Tensor) -> Tensor:
+    """[..., N, C] -> [..., C, N] contiguous (why: for a few columns, stacking them is 3-7x
+    faster on CPU than PyTorch's transposed copy, ``.mT.contiguous()``)."""
+    return torch.stack(matrix.unbind(-1), dim=-2)
+
+
 def _depth_test(
     clip_vertices: Tensor,
     faces: Tensor,
@@ -332,7 +338,13 @@ def _depth_test(
     keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if num_faces == 0:
         return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
-    faces_soa = faces.t().contiguous()  # [3, F]
+    faces_soa = _columns(faces)  # [3, F]
+    clip_soa_all = _columns(clip_vertices)  # [B, 4, V]: x, y, z, w rows
+    # every view's vertices at once (why: a few hundred thousand values fit in the cache, and
+    # a few large ops cost less than many small ones)
+    vertex_bounds, vertex_front, vertex_within = _vertex_bounds(clip_soa_all, image_size)
+    camera_outside = vertex_front.all(1).tolist()
+    in_range = vertex_within.all(1).tolist()
     given = orientation
     if given is None:
         orientation = torch.empty(batch, num_faces, dtype=torch.int8, device=device)
@@ -340,10 +352,9 @@ def _depth_test(
     # one view at a time (why: a view's vertices and pairs fit in the CPU's cache, all views'
     # do not)
     for view in range(batch):
-        clip_soa = clip_vertices[view].t().contiguous()  # [4, V]: x, y, z, w rows
-        bounds, front, within = _vertex_bounds(clip_soa, image_size)
-        all_front = bool(front.all())  # the camera is outside (for culling)
-        check_range = not bool(within.all())
+        clip_soa, bounds, front = clip_soa_all[view], vertex_bounds[view], vertex_front[view]
+        all_front = camera_outside[view]  # (for culling)
+        check_range = not in_range[view]
         if not all_front and orientation is given:
             orientation = given.clone()
         for start in range(0, num_faces, faces_per_chunk):
@@ -400,25 +411,23 @@ def _vertex_bounds(clip_soa: Tensor, image_size: tuple[int, int]) -> tuple[Tenso
     """Per-vertex pixel ranges, from which the box of a triangle in front is one minimum.
 
     Args:
-        clip_soa: [4, N] rows x, y, z, w of clip-space vertices.
+        clip_soa: [..., 4, N] rows x, y, z, w of clip-space vertices.
     Returns:
-        bounds: [N] int64, each holding four int16: the first column and row of pixel
+        bounds: [..., N] int64, each holding four int16: the first column and row of pixel
             centres at or after the vertex and the negated last ones at or before it (see
             :func:`_pixel_span`), so that the elementwise minimum over a triangle's corners
             gives its box. Only meaningful where ``front``.
-        front: [N] bool, finite and in front of the near plane (z >= -w, w > 0).
-        within: [N] bool, front and not beyond the far plane (z <= w).
+        front: [..., N] bool, finite and in front of the near plane (z >= -w, w > 0).
+        within: [..., N] bool, front and not beyond the far plane (z <= w).
     """
-    x, y, z, w = clip_soa
-    front = (z + w >= 0) & (w > 0) & torch.isfinite(clip_soa.sum(0))
+    x, y, z, w = clip_soa.unbind(-2)
+    front = (z + w >= 0) & (w > 0) & torch.isfinite(clip_soa.sum(-2))
     within = front & (z <= w)
     inv_w = torch.where(front, w, 1.0).reciprocal_()
-    position = _pixel_position(x * inv_w, y * inv_w, image_size).nan_to_num_(0.0)  # [2, N]
+    position = _pixel_position(x * inv_w, y * inv_w, image_size).nan_to_num_(0.0)  # [2, ..., N]
     first, last = _pixel_span(position, position, image_size)
-    fields = torch.empty(x.shape[0], 4, dtype=torch.int16, device=x.device)
-    for k, value in enumerate((first[0], first[1], last[0].neg_(), last[1].neg_())):
-        fields[:, k] = value
-    return fields.view(torch.int64).view(-1), front, within
+    fields = torch.stack([first[0], first[1], last[0].neg_(), last[1].neg_()], dim=-1)
+    return fields.to(torch.int16).view(torch.int64).squeeze(-1), front, within
 
 
 def _pixel_position(x: Tensor, y: Tensor, image_size: tuple[int, int]) -> Tensor:
