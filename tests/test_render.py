@@ -171,7 +171,7 @@ def test_coverage_and_depth_match_ray_casting(scene):
         image_size=spec["size"],
         near=spec["near"],
     )
-    _, clip = transform_vertices(vertices, cameras)
+    clip = transform_vertices(vertices, cameras)
     fragments = rasterize(clip, faces, cameras.image_size)
     for index in range(len(cameras)):
         ref_face, ref_depth, ref_bary = ray_cast(vertices, faces, cameras, index)
@@ -194,7 +194,7 @@ def test_chunked_rasterization_gives_the_same_image():
     cameras = cameras_from_angles(
         torch.tensor([0.5, 2.0]), torch.tensor([0.1, 0.4]), image_size=(40, 40)
     )
-    _, clip = transform_vertices(vertices, cameras)
+    clip = transform_vertices(vertices, cameras)
     whole = rasterize(clip, faces, (40, 40))
     chunked = rasterize(clip, faces, (40, 40), max_candidates=50)
     assert torch.equal(whole.face_index, chunked.face_index)
@@ -425,7 +425,7 @@ def test_world_space_orientation_matches_the_projected_triangles():
         image_size=(40, 40),
         near=0.2,
     )
-    _, clip = transform_vertices(vertices, cameras)
+    clip = transform_vertices(vertices, cameras)
     projected = rasterize(clip, faces, cameras.image_size).face_orientation
     centers = camera_centers(cameras.world_to_camera)
     world, _ = face_orientation(vertices, faces, centers)
@@ -448,7 +448,7 @@ def test_barycentrics_and_depth_keep_float32_precision_on_small_triangles():
     cameras = cameras_from_angles(
         torch.tensor([0.4, 2.5]), torch.tensor([0.3, -0.2]), radius=2.6, image_size=(224, 224)
     )
-    _, clip = transform_vertices(vertices, cameras)
+    clip = transform_vertices(vertices, cameras)
     fragments = rasterize(clip, faces, cameras.image_size)
     exact = rasterize(clip.double(), faces, cameras.image_size)
     same = fragments.face_index == exact.face_index
@@ -649,7 +649,7 @@ def test_cuda_matches_cpu():
 def test_interpolate_and_antialias_compose_by_hand():
     vertices, faces = bumpy_sphere(1)
     cameras = fitting_views(size=24)
-    _, clip = transform_vertices(vertices, cameras)
+    clip = transform_vertices(vertices, cameras)
     fragments = rasterize(clip, faces, cameras.image_size)
     colors = interpolate(vertices.abs(), faces, fragments)
     assert colors.shape == (5, 24, 24, 3)

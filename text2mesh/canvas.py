@@ -381,6 +381,6 @@ def canvas_scene(
     )
     faces = grid_faces(height, width, device=device)
     with torch.no_grad():
-        _, clip_vertices = transform_vertices(vertices, cameras)
+        clip_vertices = transform_vertices(vertices, cameras)
         fragments = rasterize(clip_vertices, faces, (height, width))
     return CanvasScene(vertices, faces, cameras, (height, width), fragments)

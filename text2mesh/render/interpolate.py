@@ -21,8 +21,11 @@ def interpolate_packed(attributes: Tensor, faces: Tensor, fragments: Fragments) 
         [N, C] values at the N covered pixels, in ``fragments.pixel_index`` order.
         Differentiable wrt ``attributes`` and (through the barycentrics) vertex positions.
     """
-    faces = faces.to(device=attributes.device, dtype=torch.int64)
-    corner = faces.index_select(0, fragments.pixel_face).t()  # [3, N]
+    if faces is fragments.faces:  # their corners were gathered by rasterize
+        corner = fragments.pixel_vertices  # [3, N]
+    else:
+        faces = faces.to(device=attributes.device, dtype=torch.int64)
+        corner = faces.index_select(0, fragments.pixel_face).t()
     if attributes.dim() == 2:
         rows = corner
     elif attributes.dim() == 3:

@@ -69,9 +69,13 @@ class Fragments:
         depth: [B, H, W] float, view depth ``w`` (distance along the camera's viewing axis,
             the clip-space w) of the visible point; 0 for background. Differentiable.
         pixel_index: [N] int64, flat indices into B*H*W of the N covered pixels (ascending).
+        pixel_view: [N] int64, view (batch) index of each covered pixel.
         pixel_face: [N] int64, visible face of each covered pixel.
         pixel_bary: [N, 3] float, barycentrics of each covered pixel (packed ``bary``).
         pixel_depth: [N] float, view depth of each covered pixel (packed ``depth``).
+        pixel_vertices: [3, N] int64, the vertices (indices into V) of each covered pixel's
+            face, corner by corner.
+        pixel_corners: [3, N, 4] float, their clip-space positions (differentiable).
         clip_vertices: [B, V, 4] the rasterized clip-space vertices (used by antialiasing).
         faces: [F, 3] int64 vertex indices of the triangles.
         front_facing: [B, H, W] bool, True where the visible face is counter-clockwise on
@@ -82,9 +86,12 @@ class Fragments:
 
     face_index: Tensor
     pixel_index: Tensor
+    pixel_view: Tensor
     pixel_face: Tensor
     pixel_bary: Tensor
     pixel_depth: Tensor
+    pixel_vertices: Tensor
+    pixel_corners: Tensor
     clip_vertices: Tensor
     faces: Tensor
     front_facing: Tensor
@@ -118,12 +125,6 @@ class Fragments:
     def mask(self) -> Tensor:
         """[B, H, W] bool, True where a face is visible."""
         return self.face_index >= 0
-
-    @property
-    def pixel_view(self) -> Tensor:
-        """[N] int64, view (batch) index of each covered pixel."""
-        height, width = self.image_size
-        return torch.div(self.pixel_index, height * width, rounding_mode="floor")
 
 
 def pixel_centers_ndc(
@@ -185,9 +186,11 @@ def rasterize(
         )
         pixel_index = torch.nonzero(keys < _INF_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
-    pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
-        clip_vertices, faces, pixel_index, pixel_face, image_size
-    )
+    pixel_vertices = _columns(faces.index_select(0, pixel_face))  # [3, N]
+    pixel_view = torch.div(pixel_index, height * width, rounding_mode="floor")
+    rows = pixel_view * clip_vertices.shape[1] + pixel_vertices
+    pixel_corners = clip_vertices.reshape(-1, 4).index_select(0, rows.view(-1)).view(3, -1, 4)
+    pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(pixel_corners, pixel_index, image_size)
     num_pixels = batch * height * width
     face_index = torch.full((num_pixels,), -1, dtype=torch.int64, device=faces.device)
     face_index[pixel_index] = pixel_face
@@ -196,9 +199,12 @@ def rasterize(
     return Fragments(
         face_index=face_index.view(batch, height, width),
         pixel_index=pixel_index,
+        pixel_view=pixel_view,
         pixel_face=pixel_face,
         pixel_bary=pixel_bary,
         pixel_depth=pixel_depth,
+        pixel_vertices=pixel_vertices,
+        pixel_corners=pixel_corners,
         clip_vertices=clip_vertices,
         faces=faces,
         front_facing=front_facing.view(batch, height, width),
@@ -659,11 +665,7 @@ def _edge_values(dx: Tensor, dy: Tensor) -> Tensor:
 
 
 def _pixel_bary_depth(
-    clip_vertices: Tensor,
-    faces: Tensor,
-    pixel_index: Tensor,
-    pixel_face: Tensor,
-    image_size: tuple[int, int],
+    corners: Tensor, pixel_index: Tensor, image_size: tuple[int, int]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Differentiable barycentrics and view depth at covered pixels.
 
@@ -676,17 +678,15 @@ def _pixel_bary_depth(
     sum(e)`` (perspective-correct), and the view depth is ``w`` interpolated with them. No
     division by w anywhere, so corners behind the camera are fine.
 
+    Args:
+        corners: [3, N, 4] clip-space corners of the face seen at each pixel.
+        pixel_index: [N] int64 flat indices into B*H*W.
     Returns:
-        (bary [N, 3], depth [N]) in clip_vertices.dtype, and front [N] bool (the face is
+        (bary [N, 3], depth [N]) in corners.dtype, and front [N] bool (the face is
         counter-clockwise on screen).
     """
-    height, width = image_size
-    num_vertices = clip_vertices.shape[1]
-    view = torch.div(pixel_index, height * width, rounding_mode="floor")
-    rows = view * num_vertices + faces.index_select(0, pixel_face).t()  # [3, N]
-    corners = clip_vertices.reshape(-1, 4).index_select(0, rows.reshape(-1))  # [3N, 4]
-    x, y, _, w = corners.t().reshape(4, 3, -1).unbind(0)  # each [3 corners, N]
-    px, py = pixel_centers_ndc(pixel_index, image_size, clip_vertices.dtype)
+    x, y, _, w = corners.unbind(2)  # each [3 corners, N]
+    px, py = pixel_centers_ndc(pixel_index, image_size, corners.dtype)
     e = _edge_values(x - w * px, y - w * py)  # [3, N]
     total = e.sum(0)
     bary = e / total

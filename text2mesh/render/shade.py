@@ -65,30 +65,48 @@ def sh_lighting(normals: Tensor, coefficients: Tensor | tuple[float, ...] = TEXT
     return c0 * coefficients[0] + c1 * first
 
 
-def pixel_normals(
-    camera_vertices: Tensor, faces: Tensor, fragments: Fragments, two_sided: bool = True
-) -> Tensor:
+def pixel_normals(fragments: Fragments, projection: Tensor, two_sided: bool = True) -> Tensor:
     """Unit camera-space normals of the visible face at each covered pixel.
 
+    Found from the clip-space corners that rasterization gathered (why: no second gather of
+    camera-space corners, and no second scatter of their gradients on the way back). A
+    perspective projection maps camera-space ``(x, y, z)`` linearly to clip-space ``(x, y,
+    w)`` by a 3x3 matrix ``A`` (its rows 0, 1 and 3 have no translation), and for corners
+    ``p_i = A c_i`` the cross products of their edges obey ``(c_1 - c_0) x (c_2 - c_0) =
+    A^T ((p_1 - p_0) x (p_2 - p_0)) / det A``.
+
     Args:
-        camera_vertices: [B, V, 3] vertices in OpenGL camera space (camera at the origin).
-        faces: [F, 3] int64, counter-clockwise seen from the outside.
-        fragments: from :func:`text2mesh.render.rasterize`.
+        fragments: from :func:`text2mesh.render.rasterize` (its ``pixel_corners``).
+        projection: [B, 4, 4] the cameras' perspective projections (camera -> clip space).
         two_sided: flip normals of faces seen from behind so they face the camera (open
             meshes are lit on both sides).
     Returns:
-        [N, 3] in ``fragments.pixel_index`` order; differentiable wrt ``camera_vertices``.
+        [N, 3] in ``fragments.pixel_index`` order; differentiable wrt the clip-space corners.
     """
-    num_vertices = camera_vertices.shape[1]
-    corners = faces.index_select(0, fragments.pixel_face)
-    rows = fragments.pixel_view[:, None] * num_vertices + corners
-    tri = camera_vertices.reshape(-1, 3).index_select(0, rows.reshape(-1)).view(-1, 3, 3)
-    v0, v1, v2 = tri.unbind(1)  # one backward for all three (not three image-sized ones)
-    normal = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
+    linear = projection[:, [0, 1, 3]]  # [B, 3, 4]
+    if bool(linear[:, :, 3].any()):
+        raise ValueError("projection must be perspective: rows x, y and w without translation")
+    linear = linear[:, :, :3].to(fragments.pixel_corners)
+    det = torch.linalg.det(linear)  # [B]
+    to_camera = linear.mT / det[:, None, None]  # [B, 3, 3]: A^T / det A
+    x, y, _, w = fragments.pixel_corners.unbind(2)  # [3 corners, N] each
+    first = torch.stack([x[1] - x[0], y[1] - y[0], w[1] - w[0]])  # [3, N] (x, y, w)
+    second = torch.stack([x[2] - x[0], y[2] - y[0], w[2] - w[0]])
+    clip_normal = torch.linalg.cross(first, second, dim=0)  # [3, N]
+    # pixels come view after view (ascending pixel_index): one small product per view
+    counts = torch.bincount(fragments.pixel_view, minlength=fragments.batch_size).tolist()
+    normal = torch.cat(
+        [m @ n for n, m in zip(clip_normal.split(counts, dim=1), to_camera, strict=True)], dim=1
+    )  # [3, N]
     if two_sided:
-        facing_away = (normal * v0).sum(-1, keepdim=True) > 0
+        # camera-space normal . corner = det[p_0, p_1, p_2] / det A, > 0 facing away
+        corner = torch.stack([x[0], y[0], w[0]])
+        det_at = det.sign().index_select(0, fragments.pixel_view)
+        facing_away = ((clip_normal * corner).sum(0) * det_at).detach() > 0
         normal = torch.where(facing_away, -normal, normal)
-    return torch.nn.functional.normalize(normal, dim=-1, eps=1e-20)
+    # by hand (why: torch's vector norm over the first of [3, N] takes milliseconds on CPU)
+    length_sq = (normal * normal).sum(0).clamp_min(torch.finfo(normal.dtype).tiny)
+    return (normal * length_sq.rsqrt()).t()
 
 
 def shade(
