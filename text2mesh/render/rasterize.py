@@ -56,6 +56,7 @@ _INF_KEY = 0x7F800000 << _FACE_BITS  # keys from here up (+inf or NaN depth) are
 _MAX_SIDE = 16384  # pixel coordinates travel as int16
 _FACE_MASK = (1 << _FACE_BITS) - 1
 DEFAULT_MAX_CANDIDATES = 1 << 21
+_GROUP_VERTICES = 1 << 18  # vertices of several views projected at once
 
 
 @dataclass(frozen=True)
@@ -345,22 +346,16 @@ def _depth_test(
     if num_faces == 0:
         return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
     faces_soa = _columns(faces)  # [3, F]
-    clip_soa_all = _columns(clip_vertices)  # [B, 4, V]: x, y, z, w rows
-    # every view's vertices at once (why: a few hundred thousand values fit in the cache, and
-    # a few large ops cost less than many small ones)
-    vertex_bounds, vertex_front, vertex_within = _vertex_bounds(clip_soa_all, image_size)
-    camera_outside = vertex_front.all(1).tolist()
-    in_range = vertex_within.all(1).tolist()
     given = orientation
     if given is None:
         orientation = torch.empty(batch, num_faces, dtype=torch.int8, device=device)
     faces_per_chunk = max(1, max_candidates // 4)
     # one view at a time (why: a view's vertices and pairs fit in the CPU's cache, all views'
     # do not)
-    for view in range(batch):
-        clip_soa, bounds, front = clip_soa_all[view], vertex_bounds[view], vertex_front[view]
-        all_front = camera_outside[view]  # (for culling)
-        check_range = not in_range[view]
+    for view, (clip_soa, bounds, front, all_front, in_range) in enumerate(
+        _view_vertices(clip_vertices, image_size)
+    ):
+        check_range = not in_range
         if not all_front and orientation is given:
             orientation = given.clone()
         for start in range(0, num_faces, faces_per_chunk):
@@ -393,6 +388,30 @@ def _depth_test(
                 check_range,
             )
     return keys, orientation
+
+
+def _view_vertices(clip_vertices: Tensor, image_size: tuple[int, int]):
+    """Each view's vertices as the depth test reads them.
+
+    Found for several views at once while they hold at most ``_GROUP_VERTICES`` vertices
+    (why: a few larger ops cost less than many small ones; the bound keeps a big mesh from
+    holding copies of every view's vertices at once).
+
+    Args:
+        clip_vertices: [B, V, 4].
+    Yields:
+        per view: (clip_soa [4, V] rows x, y, z, w; bounds [V], front [V] from
+        :func:`_vertex_bounds`; all in front (bool: no vertex behind the near plane); all
+        within the depth range (bool)).
+    """
+    batch, num_vertices = clip_vertices.shape[:2]
+    step = max(1, _GROUP_VERTICES // max(1, num_vertices))
+    for start in range(0, batch, step):
+        clip_soa = _columns(clip_vertices[start : start + step])  # [G, 4, V]
+        bounds, front, within = _vertex_bounds(clip_soa, image_size)
+        all_front, in_range = front.all(1).tolist(), within.all(1).tolist()
+        for i in range(clip_soa.shape[0]):
+            yield clip_soa[i], bounds[i], front[i], all_front[i], in_range[i]
 
 
 def _clip_orientation(clip_soa: Tensor, corner_rows: Tensor) -> Tensor:
