@@ -345,7 +345,7 @@ def _depth_test(
     keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if num_faces == 0:
         return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
-    faces_soa = _columns(faces)  # [3, F]
+    faces_soa = _columns(faces.int())  # [3, F] (why int32: half the bytes to gather)
     given = orientation
     if given is None:
         orientation = torch.empty(batch, num_faces, dtype=torch.int8, device=device)
