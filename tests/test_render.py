@@ -5,6 +5,7 @@ Set TEXT2MESH_TEST_DUMP=<folder> to save the pictures a failing comparison looke
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ from text2mesh.render import (
     face_orientation,
     interpolate,
     is_closed_and_oriented,
+    pixel_normals,
     rasterize,
     sh_lighting,
     transform_vertices,
@@ -360,6 +362,41 @@ def test_sh_shading_of_a_lit_sphere_matches_reference_normals():
     same = interior & (out.fragments.face_index[0].numpy() == ref_face)
     assert same.sum() > 200
     np.testing.assert_allclose(ours[same], shade[ref_face[same]], atol=1 / 255)
+
+
+def test_pixel_normals_are_camera_space_normals_turned_to_the_camera():
+    """Normals found from clip space equal the camera-space face normals, in every view, and
+    two-sided shading turns those of faces seen from behind towards the camera."""
+    vertices, faces = bumpy_sphere(1, seed=2)
+    faces = faces[: len(faces) // 2]  # open: both sides of the surface are seen
+    azimuth = torch.tensor([0.3, 1.9, 3.5, 5.0])
+    cameras = cameras_from_angles(
+        azimuth, torch.tensor([0.4, -0.3, 1.2, -1.0]), image_size=(40, 36)
+    )
+    fragments = rasterize(transform_vertices(vertices, cameras), faces, cameras.image_size)
+    points = torch.cat([vertices, torch.ones(len(vertices), 1)], dim=1)
+    camera = points @ cameras.world_to_camera[:, :3].mT  # [B, V, 3]
+    rows = fragments.pixel_view[:, None] * len(vertices) + faces[fragments.pixel_face]
+    v0, v1, v2 = camera.reshape(-1, 3)[rows].unbind(1)
+    expected = torch.nn.functional.normalize(torch.linalg.cross(v1 - v0, v2 - v0), dim=1)
+    one_sided = pixel_normals(fragments, cameras.projection, two_sided=False)
+    assert torch.allclose(one_sided, expected, atol=1e-4)
+    two_sided = pixel_normals(fragments, cameras.projection)
+    away = (expected * v0).sum(1) > 0
+    assert 0 < int(away.sum()) < len(away)  # both sides are on screen
+    assert torch.allclose(two_sided[away], -expected[away], atol=1e-4)
+    assert torch.allclose(two_sided[~away], expected[~away], atol=1e-4)
+    assert bool(((two_sided * v0).sum(1) <= 0).all())
+
+
+def test_lit_rendering_refuses_a_projection_that_is_not_perspective():
+    vertices, faces, colors, cameras = tiny_scene(torch.float32)
+    orthographic = torch.diag(torch.tensor([1.0, 1.0, -0.1, 1.0]))[None]
+    flat = dataclasses.replace(cameras, projection=orthographic)
+    with pytest.raises(ValueError, match="perspective"):
+        Renderer().render(vertices, faces, flat, colors, lighting="sh")
+    unlit = Renderer().render(vertices, faces, flat, colors, lighting="unlit")
+    assert bool(unlit.alpha.any())  # unlit needs no normals
 
 
 def test_passes_share_one_rasterization_and_transparent_background_is_premultiplied():
