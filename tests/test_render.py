@@ -373,6 +373,10 @@ def test_pixel_normals_are_camera_space_normals_turned_to_the_camera():
     cameras = cameras_from_angles(
         azimuth, torch.tensor([0.4, -0.3, 1.2, -1.0]), image_size=(40, 36)
     )
+    shifted = cameras.projection.clone()  # off-centre frusta: not a diagonal map to (x, y, w)
+    shifted[:, 0, 2] = torch.tensor([0.2, -0.1, 0.0, 0.15])
+    shifted[:, 1, 2] = torch.tensor([-0.1, 0.1, 0.2, 0.0])
+    cameras = dataclasses.replace(cameras, projection=shifted)
     fragments = rasterize(transform_vertices(vertices, cameras), faces, cameras.image_size)
     points = torch.cat([vertices, torch.ones(len(vertices), 1)], dim=1)
     camera = points @ cameras.world_to_camera[:, :3].mT  # [B, V, 3]
