@@ -150,9 +150,6 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
     dr.set_thread_count(threads)
     gen = np.random.default_rng(0)
     colors = gen.random((len(vertices), 3)).astype(np.float32)
-    folder = Path(tempfile.mkdtemp(prefix="bench_render_"))
-    ply = folder / "mesh.ply"
-    write_colored_ply(ply, vertices, faces, colors)
     scene = {"type": "scene", "integrator": {"type": "prb", "max_depth": 1}}
     eye = cameras.eye.cpu().double().numpy()
     height, width = cameras.image_size
@@ -174,13 +171,19 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
             },
             "sampler": {"type": "independent", "sample_count": 1},
         }
-    scene["mesh"] = {
-        "type": "ply",
-        "filename": str(ply),
-        "bsdf": {"type": "diffuse"},
-        "emitter": {"type": "area", "radiance": {"type": "mesh_attribute", "name": "vertex_color"}},
-    }
-    scene = mi.load_dict(scene)
+    with tempfile.TemporaryDirectory(prefix="bench_render_") as folder:
+        ply = Path(folder) / "mesh.ply"
+        write_colored_ply(ply, vertices, faces, colors)
+        scene["mesh"] = {
+            "type": "ply",
+            "filename": str(ply),
+            "bsdf": {"type": "diffuse"},
+            "emitter": {
+                "type": "area",
+                "radiance": {"type": "mesh_attribute", "name": "vertex_color"},
+            },
+        }
+        scene = mi.load_dict(scene)  # reads the file now; the folder can go afterwards
     params = mi.traverse(scene)
     names = params.keys()  # iterating SceneParameters itself yields (key, value) pairs
     keys = [k for k in names if k.endswith(("vertex_positions", "vertex_color"))]
