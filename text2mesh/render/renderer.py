@@ -58,9 +58,12 @@ def transform_vertices(vertices: Tensor, cameras: Cameras) -> Tensor:
     """
     full = cameras.projection.to(vertices) @ cameras.world_to_camera.to(vertices)  # [B, 4, 4]
     # homogeneous points times the matrices (why: about 3x faster on CPU, forward and
-    # backward, than baddbmm with the translation as the added term)
+    # backward, than baddbmm with the translation as the added term), as one bmm over the
+    # points expanded to every view (why: ``points @ full.mT`` folds the batch into one
+    # matrix product whose backward makes a transposed copy of the [B, V, 4] gradient, ~2 ms
+    # for 5 views of 25k vertices; here the backward is a bmm and a sum over the views)
     points = torch.cat([vertices, vertices.new_ones(vertices.shape[0], 1)], dim=1)  # [V, 4]
-    return points @ full.mT
+    return torch.bmm(points.expand(full.shape[0], -1, -1), full.mT)
 
 
 class Renderer:

@@ -86,27 +86,31 @@ def pixel_normals(fragments: Fragments, projection: Tensor, two_sided: bool = Tr
     linear = projection[:, [0, 1, 3]]  # [B, 3, 4]
     if bool(linear[:, :, 3].any()):
         raise ValueError("projection must be perspective: rows x, y and w without translation")
-    linear = linear[:, :, :3].to(fragments.pixel_corners)
+    corners = fragments.pixel_corners
+    linear = linear[:, :, :3].to(corners)
     det = torch.linalg.det(linear)  # [B]
     to_camera = linear.mT / det[:, None, None]  # [B, 3, 3]: A^T / det A
-    x, y, _, w = fragments.pixel_corners.unbind(2)  # [3 corners, N] each
-    first = torch.stack([x[1] - x[0], y[1] - y[0], w[1] - w[0]])  # [3, N] (x, y, w)
-    second = torch.stack([x[2] - x[0], y[2] - y[0], w[2] - w[0]])
-    clip_normal = torch.linalg.cross(first, second, dim=0)  # [3, N]
+    # (x, y, w) of the edges from corner 0, by matrix products and a whole-corner unbind
+    # (why: picking single coordinates out of the [3, N, 4] corners costs a zero-filled
+    # [3, N, 4] gradient buffer per pick on the way back; these backward passes fill nothing)
+    pick = corners.new_zeros(4, 3)
+    pick[[0, 1, 3], [0, 1, 2]] = 1.0
+    p0, p1, p2 = corners.unbind(0)  # [N, 4] each
+    clip_normal = torch.linalg.cross((p1 - p0) @ pick, (p2 - p0) @ pick, dim=1)  # [N, 3]
     # pixels come view after view (ascending pixel_index): one small product per view
     counts = torch.bincount(fragments.pixel_view, minlength=fragments.batch_size).tolist()
     normal = torch.cat(
-        [m @ n for n, m in zip(clip_normal.split(counts, dim=1), to_camera, strict=True)], dim=1
-    )  # [3, N]
+        [n @ m.mT for n, m in zip(clip_normal.split(counts), to_camera, strict=True)]
+    )  # [N, 3]
     if two_sided:
         # camera-space normal . corner = det[p_0, p_1, p_2] / det A, > 0 facing away
-        corner = torch.stack([x[0], y[0], w[0]])
-        det_at = det.sign().index_select(0, fragments.pixel_view)
-        facing_away = ((clip_normal * corner).sum(0) * det_at).detach() > 0
-        normal = torch.where(facing_away, -normal, normal)
-    # by hand (why: torch's vector norm over the first of [3, N] takes milliseconds on CPU)
-    length_sq = (normal * normal).sum(0).clamp_min(torch.finfo(normal.dtype).tiny)
-    return (normal * length_sq.rsqrt()).t()
+        with torch.no_grad():
+            det_at = det.sign().index_select(0, fragments.pixel_view)
+            facing_away = ((clip_normal * (p0 @ pick)).sum(1) * det_at) > 0
+        normal = torch.where(facing_away[:, None], -normal, normal)
+    # squared lengths as a matrix product (why: a sum over a dimension of 3 is slower on CPU)
+    length_sq = (normal * normal) @ normal.new_ones(3)
+    return normal * length_sq.clamp_min(torch.finfo(normal.dtype).tiny).rsqrt()[:, None]
 
 
 def shade(
