@@ -99,7 +99,7 @@ def antialias(
         edges: [3, E] from :func:`mesh_edges` (derived from ``neighbors`` when None; pass
             it to reuse across calls with the same faces).
     Returns:
-        [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_vertices``.
+        [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_rows``.
     """
     batch, height, width, channels = image.shape
     pairs = blend_pairs(fragments, neighbors, edges=edges, dtype=image.dtype)
@@ -125,7 +125,7 @@ def blend_pairs(
         None when no visible silhouette crosses a pixel pair, else (source [M], target [M]
         int64 flat pixel indices into B*H*W, weight [M] float): the blend is
         ``image[target] += weight * (image[source] - image[target])`` for all M at once.
-        ``weight`` is differentiable wrt ``fragments.clip_vertices``.
+        ``weight`` is differentiable wrt ``fragments.clip_rows``.
     """
     if edges is None:
         if neighbors is None:
@@ -313,12 +313,12 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
 
     Returns:
         None, or (p [M], o [M] flat pixel indices, edge_start [M], edge_end [M] flat rows into
-        clip_vertices.reshape(-1, 4), direction [M] (+1/-1: o = p + direction along the
+        fragments.clip_rows, direction [M] (+1/-1: o = p + direction along the
         axis), coord [M, 2] (col, row) of p, vertical [M] bool (pairs along a column)).
     """
     height, width = fragments.image_size
-    clip = fragments.clip_vertices.detach()
-    num_vertices = clip.shape[1]
+    flat_clip = fragments.clip_rows.detach()
+    num_vertices = flat_clip.shape[0] // fragments.batch_size
     faces = fragments.faces
     if faces.shape[0] == 0 or fragments.pixel_index.numel() == 0:
         return None
@@ -330,7 +330,6 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     rows_a = base + flat_faces.index_select(0, face * 3 + k)
     rows_b = base + flat_faces.index_select(0, face * 3 + (k + 1) % 3)
     rows_c = base + flat_faces.index_select(0, face * 3 + (k + 2) % 3)
-    flat_clip = clip.reshape(-1, 4)
     col_a, row_a = _screen(flat_clip.index_select(0, rows_a), (height, width))
     col_b, row_b = _screen(flat_clip.index_select(0, rows_b), (height, width))
     col_c, row_c = _screen(flat_clip.index_select(0, rows_c), (height, width))
@@ -426,8 +425,11 @@ def _crossing(
     vertical: Tensor,
 ) -> Tensor:
     """Differentiable distance [M] (pixels, clamped to 0..1) from p's centre to the edge."""
-    clip = fragments.clip_vertices.reshape(-1, 4)
-    ends = clip.index_select(0, torch.cat([edge_start, edge_end]))
+    # a gather with a sparse gradient (why: index_select's backward fills a zeroed gradient
+    # as large as all views' vertices, ~2 MB for 5 views of 25k vertices, then adds it to
+    # the pixels' one; a sparse gradient is added straight into that)
+    rows = torch.cat([edge_start, edge_end])
+    ends = torch.nn.functional.embedding(rows, fragments.clip_rows, sparse=True)
     (a_col, b_col), (a_row, b_row) = (c.chunk(2) for c in _screen(ends, fragments.image_size))
     px = coord[:, 0].to(a_col.dtype)
     py = coord[:, 1].to(a_col.dtype)

@@ -77,7 +77,10 @@ class Fragments:
         pixel_vertices: [3, N] int64, the vertices (indices into V) of each covered pixel's
             face, corner by corner.
         pixel_corners: [3, N, 4] float, their clip-space positions (differentiable).
-        clip_vertices: [B, V, 4] the rasterized clip-space vertices (used by antialiasing).
+        clip_rows: [B*V, 4] the rasterized clip-space vertices, view after view: the view of
+            ``clip_vertices`` that ``pixel_corners`` were gathered from. Gather further
+            differentiable rows from this same tensor (antialiasing does): their gradients
+            then meet in one buffer on the way back.
         faces: [F, 3] int64 vertex indices of the triangles.
         front_facing: [B, H, W] bool, True where the visible face is counter-clockwise on
             screen (seen from the side its winding's normal points to); False on background.
@@ -93,7 +96,7 @@ class Fragments:
     pixel_depth: Tensor
     pixel_vertices: Tensor
     pixel_corners: Tensor
-    clip_vertices: Tensor
+    clip_rows: Tensor
     faces: Tensor
     front_facing: Tensor
     face_orientation: Tensor
@@ -112,6 +115,11 @@ class Fragments:
         out = values.new_zeros(self.batch_size * height * width, values.shape[1])
         out.index_put_((self.pixel_index,), values)
         return out.view(self.batch_size, height, width, values.shape[1])
+
+    @property
+    def clip_vertices(self) -> Tensor:
+        """[B, V, 4] the rasterized clip-space vertices."""
+        return self.clip_rows.view(self.batch_size, -1, 4)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -190,7 +198,8 @@ def rasterize(
     pixel_vertices = _columns(faces.index_select(0, pixel_face))  # [3, N]
     pixel_view = torch.div(pixel_index, height * width, rounding_mode="floor")
     rows = pixel_view * clip_vertices.shape[1] + pixel_vertices
-    pixel_corners = clip_vertices.reshape(-1, 4).index_select(0, rows.view(-1)).view(3, -1, 4)
+    clip_rows = _Rows.apply(clip_vertices)
+    pixel_corners = clip_rows.index_select(0, rows.view(-1)).view(3, -1, 4)
     pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(pixel_corners, pixel_index, image_size)
     num_pixels = batch * height * width
     face_index = torch.full((num_pixels,), -1, dtype=torch.int64, device=faces.device)
@@ -206,11 +215,26 @@ def rasterize(
         pixel_depth=pixel_depth,
         pixel_vertices=pixel_vertices,
         pixel_corners=pixel_corners,
-        clip_vertices=clip_vertices,
+        clip_rows=clip_rows,
         faces=faces,
         front_facing=front_facing.view(batch, height, width),
         face_orientation=orientation,
     )
+
+
+class _Rows(torch.autograd.Function):
+    """[B, V, 4] -> [B*V, 4] view whose gradient may arrive sparse (gathers from it may use
+    sparse gradients, which autograd adds into the dense one of other gathers; a view's own
+    backward cannot reshape a sparse gradient when no dense one came)."""
+
+    @staticmethod
+    def forward(ctx, clip_vertices: Tensor) -> Tensor:
+        ctx.shape = clip_vertices.shape
+        return clip_vertices.reshape(-1, 4)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return (grad.to_dense() if grad.is_sparse else grad).reshape(ctx.shape)
 
 
 def is_closed_and_oriented(faces: Tensor) -> bool:
