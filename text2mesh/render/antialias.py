@@ -65,20 +65,26 @@ def face_neighbors(faces: Tensor) -> Tensor:
     return neighbors.view(num_faces, 3)
 
 
-def mesh_edges(neighbors: Tensor) -> Tensor:
-    """Every edge of a mesh once, as (face, k, other face).
+def mesh_edges(faces: Tensor, neighbors: Tensor | None = None) -> Tensor:
+    """Every edge of a mesh once, with the faces on both sides and its vertices.
 
     Args:
-        neighbors: [F, 3] from :func:`face_neighbors`.
+        faces: [F, 3] int64.
+        neighbors: [F, 3] from :func:`face_neighbors` (computed when None).
     Returns:
-        [3, E] int64 rows face, k (edge k of face joins its vertices k and k + 1) and the
-        face across it (-1 on a boundary).
+        [5, E] int64 rows: face; the face across the edge (-1 on a boundary); the edge's
+        vertices a and b, in ``face``'s winding order; ``face``'s third vertex c.
     """
+    if neighbors is None:
+        neighbors = face_neighbors(faces)
     num_faces = neighbors.shape[0]
     arange = torch.arange(num_faces, device=neighbors.device)[:, None]
     face, k = torch.nonzero((neighbors > arange) | (neighbors < 0), as_tuple=True)
-    other = neighbors.view(-1).index_select(0, face * 3 + k)
-    return torch.stack([face, k, other])
+    corner = face * 3
+    other = neighbors.view(-1).index_select(0, corner + k)
+    flat = faces.reshape(-1)
+    a, b, c = (flat.index_select(0, corner + (k + i) % 3) for i in range(3))
+    return torch.stack([face, other, a, b, c])
 
 
 def antialias(
@@ -96,7 +102,7 @@ def antialias(
         fragments: the :class:`Fragments` the image was made from.
         neighbors: [F, 3] from :func:`face_neighbors`; computed when None (pass it to reuse
             across calls with the same faces).
-        edges: [3, E] from :func:`mesh_edges` (derived from ``neighbors`` when None; pass
+        edges: [5, E] from :func:`mesh_edges` (derived from ``neighbors`` when None; pass
             it to reuse across calls with the same faces).
     Returns:
         [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_rows``.
@@ -128,9 +134,7 @@ def blend_pairs(
         ``weight`` is differentiable wrt ``fragments.clip_rows``.
     """
     if edges is None:
-        if neighbors is None:
-            neighbors = face_neighbors(fragments.faces)
-        edges = mesh_edges(neighbors)
+        edges = mesh_edges(fragments.faces, neighbors)
     with torch.no_grad():
         crossings = _visible_crossings(fragments, edges)
     if crossings is None:
@@ -284,107 +288,101 @@ def _screen(clip: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     return col, row
 
 
-def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tensor]:
     """Silhouette edges of every view.
 
     Args:
-        edges: [3, E] from :func:`mesh_edges`.
+        edges: [5, E] from :func:`mesh_edges`.
     Returns:
-        (view [S], face [S], k [S]): edge k of ``face`` (joining its vertices k and k + 1) is a
+        (view [S], corners [3, S] vertices a, b, c of the edge's face): edge (a, b) is a
         silhouette in ``view``: a boundary edge, or its neighbour turns the other way on
         screen. Faces with a vertex behind the camera plane are left out.
     """
-    face, k, other = edges
     # face-major [F, B] so that each edge gathers one contiguous row of views (stacked rows:
     # several times faster on CPU than a transposed copy)
     orientation = torch.stack(fragments.face_orientation.unbind(0), dim=1)
-    own, across = orientation.index_select(0, torch.cat([face, other.clamp(min=0)])).chunk(2)
-    boundary = other < 0
+    sides = edges[:2].clamp(min=0).view(-1)
+    own, across = orientation.index_select(0, sides).chunk(2)  # [E, B] each
+    boundary = edges[1] < 0
     if bool(boundary.any()):
         across = torch.where(boundary[:, None], -own, across)
     # orientations are -1, 0 or 1: the product is negative where both are known and differ
     silhouette = (own * across) < 0  # [E, B]
     view, edge = torch.nonzero(silhouette.t(), as_tuple=True)
-    return view, face.index_select(0, edge), k.index_select(0, edge)
+    return view, edges[2:].index_select(1, edge)
 
 
 def _visible_crossings(fragments: Fragments, edges: Tensor):
     """Pixel pairs split by a visible silhouette edge (no gradients).
 
+    Per-edge values travel in one table, gathered once per crossing (why: a few larger ops
+    instead of a gather per value; this runs on every render).
+
     Returns:
-        None, or (p [M], o [M] flat pixel indices, edge_start [M], edge_end [M] flat rows into
-        fragments.clip_rows, direction [M] (+1/-1: o = p + direction along the
-        axis), coord [M, 2] (col, row) of p, vertical [M] bool (pairs along a column)).
+        None, or (p [M], o [M] flat pixel indices, edge_start [M], edge_end [M] rows of
+        ``fragments.clip_rows``, direction [M] (+1/-1: o = p + direction along the axis),
+        coord [M, 2] (col, row) of p, vertical [M] bool (pairs along a column)).
     """
     height, width = fragments.image_size
     flat_clip = fragments.clip_rows.detach()
     num_vertices = flat_clip.shape[0] // fragments.batch_size
-    faces = fragments.faces
-    if faces.shape[0] == 0 or fragments.pixel_index.numel() == 0:
+    if fragments.faces.shape[0] == 0 or fragments.pixel_index.numel() == 0:
         return None
-    view, face, k = _silhouette_edges(fragments, edges)
+    view, corners = _silhouette_edges(fragments, edges)
     if view.numel() == 0:
         return None
-    flat_faces = faces.view(-1)
-    base = view * num_vertices
-    rows_a = base + flat_faces.index_select(0, face * 3 + k)
-    rows_b = base + flat_faces.index_select(0, face * 3 + (k + 1) % 3)
-    rows_c = base + flat_faces.index_select(0, face * 3 + (k + 2) % 3)
-    col_a, row_a = _screen(flat_clip.index_select(0, rows_a), (height, width))
-    col_b, row_b = _screen(flat_clip.index_select(0, rows_b), (height, width))
-    col_c, row_c = _screen(flat_clip.index_select(0, rows_c), (height, width))
-    depth_a = flat_clip[:, 3].index_select(0, rows_a)
-    depth_b = flat_clip[:, 3].index_select(0, rows_b)
+    device = view.device
+    rows = corners.add_(view * num_vertices)  # [3, S] rows of a, b, c
+    points = flat_clip.index_select(0, rows.view(-1))  # [3S, 4]
+    col, row = (c.view(3, -1) for c in _screen(points, (height, width)))
     # the side of the edge its face lies on (sign of the 2D cross product)
-    side = torch.sign((col_b - col_a) * (row_c - row_a) - (row_b - row_a) * (col_c - col_a))
-    vertical = (col_b - col_a).abs() > (row_b - row_a).abs()  # closer to horizontal
+    side = torch.sign((col[1] - col[0]) * (row[2] - row[0]) - (row[1] - row[0]) * (col[2] - col[0]))
+    vertical = (col[1] - col[0]).abs() > (row[1] - row[0]).abs()  # closer to horizontal
     # along: the axis pairs run along; across: the axis whose integer lines the edge crosses
-    along_a = torch.where(vertical, row_a, col_a)
-    along_b = torch.where(vertical, row_b, col_b)
-    across_a = torch.where(vertical, col_a, row_a)
-    across_b = torch.where(vertical, col_b, row_b)
+    along = torch.where(vertical, row[:2], col[:2])  # [2, S] at a and b
+    across = torch.where(vertical, col[:2], row[:2])
     lines = torch.where(vertical, width, height)
-    first = torch.ceil(torch.minimum(across_a, across_b)).clamp(0, None)
-    last = torch.minimum(torch.ceil(torch.maximum(across_a, across_b)), lines.to(first.dtype))
-    counts = (last - first).clamp(min=0).long()
+    first = torch.ceil(across.amin(0)).clamp_(min=0)
+    last = torch.minimum(torch.ceil(across.amax(0)), lines.to(first.dtype))
+    counts = (last - first).clamp_(min=0).long()
     total = int(counts.sum())
     if total == 0:
         return None
     edge = torch.repeat_interleave(
-        torch.arange(len(counts), device=faces.device), counts, output_size=total
+        torch.arange(len(counts), device=device), counts, output_size=total
     )
-    offset = torch.arange(total, device=faces.device) - (torch.cumsum(counts, 0) - counts)[edge]
-    line = first.long()[edge] + offset  # integer row (or column) of pixel centres crossed
-    a0, a1 = along_a[edge], along_b[edge]
-    c0, c1 = across_a[edge], across_b[edge]
-    u = (line.to(c0.dtype) - c0) / (c1 - c0)
+    offset = torch.arange(total, device=device) - (torch.cumsum(counts, 0) - counts)[edge]
+    table = torch.cat(
+        [along, across, col[:2], row[:2], points[: 2 * len(side), 3].view(2, -1), first[None]]
+    )
+    a0, a1, c0, c1, ca, cb, ra, rb, depth_a, depth_b, first_line = table.index_select(1, edge)
+    is_vertical = vertical.index_select(0, edge)
+    line = first_line.long() + offset  # integer row (or column) of pixel centres crossed
+    line_f = line.to(c0.dtype)
+    u = (line_f - c0) / (c1 - c0)
     hit = a0 + u * (a1 - a0)
-    low = torch.floor(hit).long()
-    is_vertical = vertical[edge]
+    low_f = torch.floor(hit)
+    low = low_f.long()
     extent = torch.where(is_vertical, height, width)
     inside_image = (low >= 0) & (low + 1 < extent)
     # is the pixel at `low` on the face's side of the edge?
-    low_f = low.to(hit.dtype)
-    low_col = torch.where(is_vertical, line.to(hit.dtype), low_f)
-    low_row = torch.where(is_vertical, low_f, line.to(hit.dtype))
-    ca, ra = col_a[edge], row_a[edge]
-    cb, rb = col_b[edge], row_b[edge]
+    low_col = torch.where(is_vertical, line_f, low_f)
+    low_row = torch.where(is_vertical, low_f, line_f)
     low_side = torch.sign((cb - ca) * (low_row - ra) - (rb - ra) * (low_col - ca))
-    p_is_low = low_side == side[edge]
-    along_p = torch.where(p_is_low, low, low + 1)
+    p_is_low = low_side == side.index_select(0, edge)
+    along_p = low + (~p_is_low).long()
     direction = torch.where(p_is_low, 1, -1)
     p_col = torch.where(is_vertical, line, along_p)
     p_row = torch.where(is_vertical, along_p, line)
-    view_e = view[edge]
+    view_e = view.index_select(0, edge)
     p = (view_e * height + p_row.clamp(0, height - 1)) * width + p_col.clamp(0, width - 1)
-    step = torch.where(is_vertical, width, 1)
-    o = p + direction * step
+    o = p + direction * torch.where(is_vertical, width, 1)
     # visibility against the depth buffer
     depth = torch.full(
-        (fragments.face_index.numel(),), torch.inf, dtype=flat_clip.dtype, device=faces.device
+        (fragments.face_index.numel(),), torch.inf, dtype=flat_clip.dtype, device=device
     )
     depth[fragments.pixel_index] = fragments.pixel_depth.detach().to(flat_clip.dtype)
-    edge_depth = depth_a[edge] + u * (depth_b[edge] - depth_a[edge])
+    edge_depth = depth_a + u * (depth_b - depth_a)
     o_depth = depth.index_select(0, o.clamp(0, depth.numel() - 1))
     p_depth = depth.index_select(0, p.clamp(0, depth.numel() - 1))
     visible = (
@@ -400,16 +398,16 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     depth_bits = edge_depth.index_select(0, keep).float().clamp(min=0).view(torch.int32).long()
     order = torch.argsort((pair_id << 31) | depth_bits, stable=True)
     sorted_pair = pair_id.index_select(0, order)
-    first = torch.ones_like(sorted_pair, dtype=torch.bool)
-    first[1:] = sorted_pair[1:] != sorted_pair[:-1]
-    keep = keep.index_select(0, order[first])
-    edge_kept = edge.index_select(0, keep)
+    first_of_pair = torch.ones_like(sorted_pair, dtype=torch.bool)
+    first_of_pair[1:] = sorted_pair[1:] != sorted_pair[:-1]
+    keep = keep.index_select(0, order[first_of_pair])
+    ends = rows[:2].index_select(1, edge.index_select(0, keep))
     coord = torch.stack([p_col, p_row], dim=1).index_select(0, keep)
     return (
         p.index_select(0, keep),
         o.index_select(0, keep),
-        rows_a.index_select(0, edge_kept),
-        rows_b.index_select(0, edge_kept),
+        ends[0],
+        ends[1],
         direction.index_select(0, keep),
         coord,
         is_vertical.index_select(0, keep),

@@ -119,7 +119,7 @@ class Renderer:
         return self._cached_topology(faces)[0]
 
     def _cached_topology(self, faces: Tensor) -> tuple[Tensor, Tensor, bool]:
-        """(face adjacency [F, 3], edges [3, E] (see :func:`mesh_edges`), closed and
+        """(face adjacency [F, 3], edges [5, E] (see :func:`mesh_edges`), closed and
         oriented) of the last faces seen."""
         if self._topology is not None:
             cached_faces, *topology = self._topology
@@ -130,7 +130,7 @@ class Renderer:
             ):
                 return tuple(topology)
         neighbors = face_neighbors(faces)
-        topology = (neighbors, mesh_edges(neighbors), is_closed_and_oriented(faces))
+        topology = (neighbors, mesh_edges(faces, neighbors), is_closed_and_oriented(faces))
         self._topology = (faces.detach().clone(), *topology)
         return topology
 
