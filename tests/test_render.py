@@ -23,6 +23,7 @@ from text2mesh.render import (
     face_orientation,
     interpolate,
     is_closed_and_oriented,
+    mesh_edges,
     pixel_normals,
     rasterize,
     sh_lighting,
@@ -429,6 +430,25 @@ def test_face_neighbors_of_a_closed_mesh():
             other = neighbors[face, k]
             edge = {int(faces[face, k]), int(faces[face, (k + 1) % 3])}
             assert edge <= set(faces[other].tolist()) and other != face
+
+
+def test_mesh_edges_list_every_edge_once_with_its_faces_and_vertices():
+    _, closed = bumpy_sphere(1)
+    open_faces = closed[1:]  # one triangle removed: its three edges become boundaries
+    for faces in (closed, open_faces):
+        face, other, a, b, c = mesh_edges(faces)
+        expected = {frozenset(map(int, (f[k], f[(k + 1) % 3]))) for f in faces for k in range(3)}
+        listed = [frozenset((int(i), int(j))) for i, j in zip(a, b)]
+        assert len(listed) == len(set(listed)) and set(listed) == expected
+        # (a, b) follows the winding of `face`, c is its third vertex
+        for i in range(0, len(face), 5):
+            corners = faces[face[i]].tolist()
+            k = corners.index(int(a[i]))
+            assert corners[(k + 1) % 3] == int(b[i]) and corners[(k + 2) % 3] == int(c[i])
+            if other[i] >= 0:  # the face across runs the edge the other way
+                across = faces[other[i]].tolist()
+                assert across[(across.index(int(b[i])) + 1) % 3] == int(a[i])
+    assert int((mesh_edges(open_faces)[1] < 0).sum()) == 3
 
 
 @pytest.mark.parametrize("inside_out", [False, True])
