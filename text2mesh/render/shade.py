@@ -91,8 +91,8 @@ def pixel_normals(fragments: Fragments, projection: Tensor, two_sided: bool = Tr
     det = torch.linalg.det(linear)  # [B]
     to_camera = linear.mT / det[:, None, None]  # [B, 3, 3]: A^T / det A
     # (x, y, w) of the edges from corner 0, by matrix products and a whole-corner unbind
-    # (why: picking single coordinates out of the [3, N, 4] corners costs a zero-filled
-    # [3, N, 4] gradient buffer per pick on the way back; these backward passes fill nothing)
+    # (why: picking single coordinates of single corners costs a zero-filled gradient buffer
+    # per pick on the way back, 9 of them; these backward passes fill nothing)
     pick = corners.new_zeros(4, 3)
     pick[[0, 1, 3], [0, 1, 2]] = 1.0
     p0, p1, p2 = corners.unbind(0)  # [N, 4] each
