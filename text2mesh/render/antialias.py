@@ -335,6 +335,7 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     rows = corners.add_(view * num_vertices)  # [3, S] rows of a, b, c
     points = flat_clip.index_select(0, rows.view(-1))  # [3S, 4]
     col, row = (c.view(3, -1) for c in _screen(points, (height, width)))
+    depth = points[:, 3].view(3, -1)  # view depth w of a, b, c
     # the side of the edge its face lies on (sign of the 2D cross product)
     side = torch.sign((col[1] - col[0]) * (row[2] - row[0]) - (row[1] - row[0]) * (col[2] - col[0]))
     vertical = (col[1] - col[0]).abs() > (row[1] - row[0]).abs()  # closer to horizontal
@@ -352,9 +353,7 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
         torch.arange(len(counts), device=device), counts, output_size=total
     )
     offset = torch.arange(total, device=device) - (torch.cumsum(counts, 0) - counts)[edge]
-    table = torch.cat(
-        [along, across, col[:2], row[:2], points[: 2 * len(side), 3].view(2, -1), first[None]]
-    )
+    table = torch.cat([along, across, col[:2], row[:2], depth[:2], first[None]])
     a0, a1, c0, c1, ca, cb, ra, rb, depth_a, depth_b, first_line = table.index_select(1, edge)
     is_vertical = vertical.index_select(0, edge)
     line = first_line.long() + offset  # integer row (or column) of pixel centres crossed
@@ -378,13 +377,13 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     p = (view_e * height + p_row.clamp(0, height - 1)) * width + p_col.clamp(0, width - 1)
     o = p + direction * torch.where(is_vertical, width, 1)
     # visibility against the depth buffer
-    depth = torch.full(
+    buffer = torch.full(
         (fragments.face_index.numel(),), torch.inf, dtype=flat_clip.dtype, device=device
     )
-    depth[fragments.pixel_index] = fragments.pixel_depth.detach().to(flat_clip.dtype)
+    buffer[fragments.pixel_index] = fragments.pixel_depth.detach().to(flat_clip.dtype)
     edge_depth = depth_a + u * (depth_b - depth_a)
-    o_depth = depth.index_select(0, o.clamp(0, depth.numel() - 1))
-    p_depth = depth.index_select(0, p.clamp(0, depth.numel() - 1))
+    o_depth = buffer.index_select(0, o.clamp(0, buffer.numel() - 1))
+    p_depth = buffer.index_select(0, p.clamp(0, buffer.numel() - 1))
     visible = (
         inside_image
         & (o_depth > edge_depth * (1 + 1e-5))
