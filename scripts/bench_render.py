@@ -10,11 +10,15 @@ images with the same thread count, and prints one ``name value`` line per figure
     threads=1, i.e. its kernels forced to one thread; only when --threads != 1),
     mitsuba_fwd_bwd_s, render_fwd_bwd_vs_mitsuba, largest_faces_within_2gib
 
+A ratio is the median of per-round ratios (both sides timed in the same round); each is
+followed by ``<name>_q1`` and ``<name>_q3``, the quartiles of those ratios, so that the spread
+between rounds (large on a shared machine) is on record next to the figure.
+
 Mitsuba (``pip install -e ".[bench]"``, Debian's libllvm19) renders the same views of the same
 vertex-coloured mesh with its ``prb`` integrator at 1 sample per pixel (vertex colours as an
 area emitter's radiance, max depth 1), forward+backward wrt colours and positions.
 
-Usage: python scripts/bench_render.py [--threads 2] [--repeats 7] [--device cpu] [--mesh PATH]
+Usage: python scripts/bench_render.py [--threads 2] [--repeats 11] [--device cpu] [--mesh PATH]
 """
 
 from __future__ import annotations
@@ -208,6 +212,16 @@ def make_mitsuba_step(vertices, faces, cameras, threads):
     return forward_backward
 
 
+def print_ratio(name: str, numerators: list[float], denominators: list[float]) -> None:
+    """Print the median of the per-round ratios and their quartiles (``name_q1``, ``name_q3``)."""
+    ratios = [a / b for a, b in zip(numerators, denominators)]
+    print(f"{name} {statistics.median(ratios):.4f}")
+    if len(ratios) >= 2:
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        print(f"{name}_q1 {q1:.4f}")
+        print(f"{name}_q3 {q3:.4f}")
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -317,7 +331,7 @@ def memory_probe(num_faces: int, device: str, threads: int) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mesh", type=Path, default=None)
     parser.add_argument("--skip-memory", action="store_true", help="skip the 2 GiB figure")
@@ -364,17 +378,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"render_fwd_s {median['render_fwd']:.4f}")
     print(f"render_fwd_bwd_s {median['render_fwd_bwd']:.4f}")
     print(f"clip_fwd_bwd_s {median['clip_fwd_bwd']:.4f}")
-    ratios = [r / c for r, c in zip(times["render_fwd_bwd"], times["clip_fwd_bwd"])]
-    print(f"render_fwd_bwd_vs_clip {statistics.median(ratios):.4f}")
+    print_ratio("render_fwd_bwd_vs_clip", times["render_fwd_bwd"], times["clip_fwd_bwd"])
     if "render_fwd_bwd_one_thread" in times:
         one = times["render_fwd_bwd_one_thread"]
         print(f"render_fwd_bwd_one_thread_s {statistics.median(one):.4f}")
-        ratios = [r / c for r, c in zip(one, times["clip_fwd_bwd"])]
-        print(f"render_fwd_bwd_one_thread_vs_clip {statistics.median(ratios):.4f}")
+        print_ratio("render_fwd_bwd_one_thread_vs_clip", one, times["clip_fwd_bwd"])
     if "mitsuba_fwd_bwd" in median:
         print(f"mitsuba_fwd_bwd_s {median['mitsuba_fwd_bwd']:.4f}")
-        ratios = [r / m for r, m in zip(times["render_fwd_bwd"], times["mitsuba_fwd_bwd"])]
-        print(f"render_fwd_bwd_vs_mitsuba {statistics.median(ratios):.4f}")
+        print_ratio("render_fwd_bwd_vs_mitsuba", times["render_fwd_bwd"], times["mitsuba_fwd_bwd"])
     else:
         print(f"# render_fwd_bwd_vs_mitsuba skipped: {mitsuba_step}")
     if args.skip_memory:

@@ -57,6 +57,7 @@ _MAX_SIDE = 16384  # pixel coordinates travel as int16
 _FACE_MASK = (1 << _FACE_BITS) - 1
 DEFAULT_MAX_CANDIDATES = 1 << 21
 _GROUP_VERTICES = 1 << 18  # vertices of several views projected at once
+_SPAN_EPS = 2e-3  # pixels: the projection's rounding against the exact test in _nearest_keys
 
 
 @dataclass(frozen=True)
@@ -473,17 +474,29 @@ def _vertex_bounds(clip_soa: Tensor, image_size: tuple[int, int]) -> tuple[Tenso
     front = (z + w >= 0) & (w > 0) & torch.isfinite(clip_soa.sum(-2))
     within = front & (z <= w)
     inv_w = torch.where(front, w, 1.0).reciprocal_()
-    position = _pixel_position(x * inv_w, y * inv_w, image_size).nan_to_num_(0.0)  # [2, ..., N]
-    first, last = _pixel_span(position, position, image_size)
-    fields = torch.stack([first[0], first[1], last[0].neg_(), last[1].neg_()], dim=-1)
-    return fields.to(torch.int16).view(torch.int64).squeeze(-1), front, within
-
-
-def _pixel_position(x: Tensor, y: Tensor, image_size: tuple[int, int]) -> Tensor:
-    """NDC (x, y) [...] -> [2, ...] (col, row) in pixel-index units (centres at integers, row
-    0 at the top)."""
     height, width = image_size
-    position = torch.empty(2, *x.shape, dtype=x.dtype, device=x.device)
+    spans = torch.empty(4, *x.shape, dtype=x.dtype, device=x.device)
+    position = _pixel_position(x * inv_w, y * inv_w, image_size, out=spans[:2]).nan_to_num_(0.0)
+    # the four fields are one ceil: the first centre at or after p is ceil(p - eps), the
+    # negated last one at or before it -floor(p + eps) = ceil(-p - eps); clamping p to half a
+    # pixel outside the image clamps them as :func:`_pixel_span` does (why: a few passes over
+    # [4, ..., N] and one interleaving copy instead of a float [..., N, 4] stack)
+    position[0].clamp_(-0.5, width - 0.5)
+    position[1].clamp_(-0.5, height - 0.5)
+    torch.neg(position, out=spans[2:])
+    spans.sub_(_SPAN_EPS).ceil_()
+    fields = torch.empty(*x.shape, 4, dtype=torch.int16, device=x.device)
+    fields.copy_(spans.movedim(0, -1))
+    return fields.view(torch.int64).squeeze(-1), front, within
+
+
+def _pixel_position(
+    x: Tensor, y: Tensor, image_size: tuple[int, int], out: Tensor | None = None
+) -> Tensor:
+    """NDC (x, y) [...] -> [2, ...] (col, row) in pixel-index units (centres at integers, row
+    0 at the top), written into ``out`` when given."""
+    height, width = image_size
+    position = torch.empty(2, *x.shape, dtype=x.dtype, device=x.device) if out is None else out
     torch.add(x * (width / 2), width / 2 - 0.5, out=position[0])
     torch.add(y * (-height / 2), height / 2 - 0.5, out=position[1])
     return position
@@ -499,9 +512,8 @@ def _pixel_span(lo: Tensor, hi: Tensor, image_size: tuple[int, int]) -> tuple[Te
         [-1, size - 1] (the range is empty where last < first).
     """
     height, width = image_size
-    eps = 2e-3  # pixels: the projection's rounding against the exact test in _nearest_keys
-    first = torch.ceil(lo - eps)
-    last = torch.floor(hi + eps)
+    first = torch.ceil(lo - _SPAN_EPS)
+    last = torch.floor(hi + _SPAN_EPS)
     for axis, size in enumerate((width, height)):
         first[axis].clamp_(0, size)
         last[axis].clamp_(-1, size - 1)
