@@ -535,14 +535,15 @@ def _pair_boxes(
         ahead: None when every vertex is in front of the near plane, else [T] number of each
             face's corners in front.
     Returns:
-        boxes: [4, T] int64 rows col0, row0, n_cols, n_rows.
-        counts: [T] int64 number of pixels in each box (0 for faces entirely behind the near
+        boxes: [4, T] int32 rows col0, row0, n_cols, n_rows (why int32: half the bytes of
+            int64 in every later gather; a side is at most ``_MAX_SIDE`` pixels).
+        counts: [T] int32 number of pixels in each box (0 for faces entirely behind the near
             plane).
     """
     num_pairs = rows.shape[1]
     corners = bounds.index_select(0, rows.view(-1)).view(torch.int16).view(3, num_pairs, 4)
     low = torch.minimum(torch.minimum(corners[0], corners[1]), corners[2])  # [T, 4]
-    low = low.t().to(torch.int64, memory_format=torch.contiguous_format)  # [4, T]
+    low = low.t().to(torch.int32, memory_format=torch.contiguous_format)  # [4, T]
     if ahead is not None:
         low[:, ahead < 3] = low.new_tensor([[0], [0], [1], [1]])  # empty, unless clipped below
         partial = torch.nonzero((ahead > 0) & (ahead < 3)).squeeze(1)
@@ -550,7 +551,7 @@ def _pair_boxes(
             tri = clip_soa.index_select(1, rows[:, partial].t().reshape(-1))
             lo, hi = _clipped_extent(tri.t().view(-1, 3, 4), image_size)
             first, last = _pixel_span(lo, hi, image_size)
-            low[:, partial] = torch.cat([first, last.neg()]).long()
+            low[:, partial] = torch.cat([first, last.neg()]).int()
     boxes = torch.empty_like(low)
     boxes[:2] = low[:2]
     torch.add(low[2:], low[:2], out=boxes[2:]).neg_().add_(1).clamp_(min=0)
@@ -605,7 +606,7 @@ def _scan_boxes(
     Args:
         keys: [H*W] int64 running minimum keys of the view the triangles are seen in.
         clip_soa: [4, N] clip-space rows; rows: [3, T] indices into N of the corners.
-        boxes: [4, T] int64 from :func:`_pair_boxes`; counts: [T] > 0 pixels per box;
+        boxes: [4, T] int32 from :func:`_pair_boxes`; counts: [T] int32 > 0 pixels per box;
         face: [T] int64.
         check_range: as for :func:`_nearest_keys`.
     """
@@ -613,10 +614,10 @@ def _scan_boxes(
     num_pairs = rows.shape[1]
     corners = clip_soa.index_select(1, rows.view(-1)).view(12, num_pairs)  # x, y, z, w rows
     col0, row0, n_cols, _ = boxes
-    first_pixel = row0 * width + col0
+    first_pixel = (row0 * width + col0).long()  # (a view has at most _MAX_SIDE^2 pixels)
     _nearest_keys(keys, corners, col0, row0, first_pixel, face, image_size, check_range)
     counts = counts - 1
-    ends = torch.cumsum(counts, 0)
+    ends = torch.cumsum(counts, 0)  # int64: all boxes together may hold more than 2^31
     starts = ends - counts
     total = int(ends[-1])
     if total == 0:
@@ -627,21 +628,26 @@ def _scan_boxes(
         cuts = torch.searchsorted(ends, targets, right=False).tolist()
         bounds += sorted({c for c in cuts if 0 < c < num_pairs})
     bounds.append(num_pairs)
-    table = torch.stack([starts, n_cols, col0, row0, face])
     for lo, hi in itertools.pairwise(bounds):
         n = int(ends[hi - 1] - starts[lo])
         if n == 0:
             continue
-        tri_of = torch.repeat_interleave(
-            torch.arange(lo, hi, device=keys.device), counts[lo:hi], output_size=n
+        # int32: a chunk's values fit (a box holds at most _MAX_SIDE^2 pixels, a chunk about
+        # max_candidates more), and they are half the bytes of int64 to gather per candidate
+        table = torch.stack(
+            [(starts[lo:hi] - starts[lo]).int(), n_cols[lo:hi], col0[lo:hi], row0[lo:hi]]
         )
-        first, cols, col, row, tri_face = table.index_select(1, tri_of)
-        local = torch.arange(1, n + 1, device=keys.device).add_(starts[lo] - first)
+        tri_of = torch.repeat_interleave(  # the chunk's triangle of each candidate
+            torch.arange(hi - lo, device=keys.device), counts[lo:hi], output_size=n
+        )
+        first, cols, col, row = table.index_select(1, tri_of)
+        local = torch.arange(1, n + 1, dtype=torch.int32, device=keys.device).sub_(first)
         row_in = torch.div(local, cols, rounding_mode="floor")
         col += local - row_in * cols
         row += row_in
-        pixel = row * width + col
-        tri_corners = corners.index_select(1, tri_of)
+        pixel = (row * width + col).long()
+        tri_face = face[lo:hi].index_select(0, tri_of)
+        tri_corners = corners[:, lo:hi].index_select(1, tri_of)
         _nearest_keys(keys, tri_corners, col, row, pixel, tri_face, image_size, check_range)
 
 
