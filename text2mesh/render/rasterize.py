@@ -56,7 +56,7 @@ _INF_KEY = 0x7F800000 << _FACE_BITS  # keys from here up (+inf or NaN depth) are
 _MAX_SIDE = 16384  # pixel coordinates travel as int16
 _FACE_MASK = (1 << _FACE_BITS) - 1
 DEFAULT_MAX_CANDIDATES = 1 << 21
-_GROUP_VERTICES = 1 << 18  # vertices of several views projected at once
+_GROUP_VERTICES = 1 << 18  # vertices of the views depth-tested together
 _SPAN_EPS = 2e-3  # pixels: the projection's rounding against the exact test in _nearest_keys
 
 
@@ -356,6 +356,12 @@ def _depth_test(
 ) -> tuple[Tensor, Tensor]:
     """Nearest (depth, face) key per pixel.
 
+    Views are tested together, in groups of views holding at most ``_GROUP_VERTICES``
+    vertices, and within a group the (view, face) pairs are taken ``max_candidates // 4`` at a
+    time (why: the test is a few hundred small ops whatever their length, so five views in
+    one group cost about the ops of one, and longer ops run on every thread; the bounds keep
+    a big mesh to one view, and a bounded number of pairs, at a time).
+
     Args:
         orientation, cull: as for :func:`rasterize`.
     Returns:
@@ -363,51 +369,65 @@ def _depth_test(
             background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
     """
-    batch = clip_vertices.shape[0]
+    batch, num_vertices = clip_vertices.shape[:2]
     num_faces = faces.shape[0]
     height, width = image_size
+    plane = height * width
     device = clip_vertices.device
-    keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
+    keys = torch.full((batch * plane,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if num_faces == 0:
         return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
     faces_soa = _columns(faces.int())  # [3, F] (why int32: half the bytes to gather)
     given = orientation
     if given is None:
         orientation = torch.empty(batch, num_faces, dtype=torch.int8, device=device)
-    faces_per_chunk = max(1, max_candidates // 4)
-    # one view at a time (why: a view's vertices and pairs fit in the CPU's cache, all views'
-    # do not)
-    for view, (clip_soa, bounds, front, all_front, in_range) in enumerate(
-        _view_vertices(clip_vertices, image_size)
-    ):
-        check_range = not in_range
-        if not all_front and orientation is given:
-            orientation = given.clone()
+    group = max(1, _GROUP_VERTICES // max(1, num_vertices))
+    for first_view in range(0, batch, group):
+        views = slice(first_view, min(batch, first_view + group))
+        num_views = views.stop - views.start
+        clip_soa = _columns(clip_vertices[views].reshape(-1, 4))  # [4, G*V]
+        bounds, front, within = _vertex_bounds(clip_soa, image_size)
+        all_front = front.view(num_views, num_vertices).all(1)  # [G]
+        every_front = bool(all_front.all())
+        check_range = not bool(within.all())
+        offsets = torch.arange(0, num_views * num_vertices, num_vertices, device=device).int()
+        faces_per_chunk = max(1, max_candidates // (4 * num_views))
         for start in range(0, num_faces, faces_per_chunk):
             stop = min(num_faces, start + faces_per_chunk)
-            rows = faces_soa[:, start:stop].contiguous()  # [3, Fc]
+            chunk = stop - start
+            # [3, G*Fc] corners of every (view, face) pair, as indices into G*V
+            rows = (faces_soa[:, None, start:stop] + offsets[:, None]).view(3, -1)
             if given is None:
-                orientation[view, start:stop] = _clip_orientation(clip_soa, rows)
+                found = _clip_orientation(clip_soa, rows).view(num_views, chunk)
+                orientation[views, start:stop] = found
+            pair = None  # [P] the pairs tested, as indices into G*Fc; None: all of them
+            if cull is not None:
+                skip = cull[views, start:stop]
+                if not every_front:  # culling is only safe where all is in front
+                    skip = skip & all_front[:, None]
+                pair = torch.nonzero(~skip.reshape(-1)).squeeze(1)
+                rows = rows.index_select(1, pair)
             ahead = None
-            if not all_front:  # orientation unknown where a corner is not in front
+            if not every_front:  # orientation unknown where a corner is not in front
                 ahead = front.index_select(0, rows.view(-1)).view(3, -1).sum(0)
-                orientation[view, start:stop] *= ahead == 3
-            face = None
-            if cull is not None and all_front:
-                face = torch.nonzero(~cull[view, start:stop]).squeeze(1)
-                rows = rows.index_select(1, face)
+                unknown = torch.nonzero(ahead < 3).squeeze(1)
+                if orientation is given:
+                    orientation = given.clone()
+                view, face = _view_and_face(unknown if pair is None else pair[unknown], chunk)
+                orientation[view + views.start, face + start] = 0
             boxes, counts = _pair_boxes(bounds, clip_soa, rows, image_size, ahead)
             keep = torch.nonzero(counts > 0).squeeze(1)
             if keep.numel() == 0:
                 continue
-            face = keep if face is None else face.index_select(0, keep)
+            view, face = _view_and_face(keep if pair is None else pair[keep], chunk)
             _scan_boxes(
-                keys[view * height * width : (view + 1) * height * width],
+                keys[views.start * plane : views.stop * plane],
                 clip_soa,
                 rows.index_select(1, keep),
                 boxes.index_select(1, keep),
                 counts.index_select(0, keep),
                 face.add_(start),
+                view.mul_(plane),
                 image_size,
                 max_candidates,
                 check_range,
@@ -415,28 +435,10 @@ def _depth_test(
     return keys, orientation
 
 
-def _view_vertices(clip_vertices: Tensor, image_size: tuple[int, int]):
-    """Each view's vertices as the depth test reads them.
-
-    Found for several views at once while they hold at most ``_GROUP_VERTICES`` vertices
-    (why: a few larger ops cost less than many small ones; the bound keeps a big mesh from
-    holding copies of every view's vertices at once).
-
-    Args:
-        clip_vertices: [B, V, 4].
-    Yields:
-        per view: (clip_soa [4, V] rows x, y, z, w; bounds [V], front [V] from
-        :func:`_vertex_bounds`; all in front (bool: no vertex behind the near plane); all
-        within the depth range (bool)).
-    """
-    batch, num_vertices = clip_vertices.shape[:2]
-    step = max(1, _GROUP_VERTICES // max(1, num_vertices))
-    for start in range(0, batch, step):
-        clip_soa = _columns(clip_vertices[start : start + step])  # [G, 4, V]
-        bounds, front, within = _vertex_bounds(clip_soa, image_size)
-        all_front, in_range = front.all(1).tolist(), within.all(1).tolist()
-        for i in range(clip_soa.shape[0]):
-            yield clip_soa[i], bounds[i], front[i], all_front[i], in_range[i]
+def _view_and_face(pair: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """[P] int64 indices into G*Fc (view-major pairs) -> (view [P], face within chunk [P])."""
+    view = torch.div(pair, chunk, rounding_mode="floor")
+    return view, pair - view * chunk
 
 
 def _clip_orientation(clip_soa: Tensor, corner_rows: Tensor) -> Tensor:
@@ -593,6 +595,7 @@ def _scan_boxes(
     boxes: Tensor,
     counts: Tensor,
     face: Tensor,
+    base: Tensor,
     image_size: tuple[int, int],
     max_candidates: int,
     check_range: bool,
@@ -604,17 +607,17 @@ def _scan_boxes(
     centre) gather their corners and are enumerated in chunks of at most ``max_candidates``.
 
     Args:
-        keys: [H*W] int64 running minimum keys of the view the triangles are seen in.
+        keys: [G*H*W] int64 running minimum keys of the views the triangles are seen in.
         clip_soa: [4, N] clip-space rows; rows: [3, T] indices into N of the corners.
         boxes: [4, T] int32 from :func:`_pair_boxes`; counts: [T] int32 > 0 pixels per box;
-        face: [T] int64.
+        face: [T] int64; base: [T] int64 offset of each triangle's view in ``keys``.
         check_range: as for :func:`_nearest_keys`.
     """
     width = image_size[1]
     num_pairs = rows.shape[1]
     corners = clip_soa.index_select(1, rows.view(-1)).view(12, num_pairs)  # x, y, z, w rows
     col0, row0, n_cols, _ = boxes
-    first_pixel = (row0 * width + col0).long()  # (a view has at most _MAX_SIDE^2 pixels)
+    first_pixel = (row0 * width + col0).long().add_(base)
     _nearest_keys(keys, corners, col0, row0, first_pixel, face, image_size, check_range)
     counts = counts - 1
     ends = torch.cumsum(counts, 0)  # int64: all boxes together may hold more than 2^31
@@ -645,7 +648,7 @@ def _scan_boxes(
         row_in = torch.div(local, cols, rounding_mode="floor")
         col += local - row_in * cols
         row += row_in
-        pixel = (row * width + col).long()
+        pixel = (row * width + col).long().add_(base[lo:hi].index_select(0, tri_of))
         tri_face = face[lo:hi].index_select(0, tri_of)
         tri_corners = corners[:, lo:hi].index_select(1, tri_of)
         _nearest_keys(keys, tri_corners, col, row, pixel, tri_face, image_size, check_range)
@@ -677,11 +680,11 @@ def _nearest_keys(
     the depth range (``|z| <= w``, w > 0): the points of the triangle are then too.
 
     Args:
-        keys: [H*W] int64 running minimum keys of one view.
+        keys: [G*H*W] int64 running minimum keys of G views.
         corners: [12, C] clip-space corners of each candidate's triangle, rows x0, x1, x2,
             y0, ..., w2.
-        col, row: [C] int64 pixel of each candidate; pixel: [C] flat index into keys;
-            face: [C] int64.
+        col, row: [C] int32 pixel of each candidate in its view; pixel: [C] int64 flat
+            index into keys; face: [C] int64.
         check_range: test the interpolated z and w against the depth range.
     """
     x, y, z, w = corners.view(4, 3, -1)
