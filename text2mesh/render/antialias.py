@@ -380,9 +380,7 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     p = (view_e * height + p_row.clamp(0, height - 1)) * width + p_col.clamp(0, width - 1)
     o = p + direction * torch.where(is_vertical, width, 1)
     # visibility against the depth buffer
-    buffer = torch.full(
-        (fragments.face_index.numel(),), torch.inf, dtype=flat_clip.dtype, device=device
-    )
+    buffer = torch.full((fragments.num_pixels,), torch.inf, dtype=flat_clip.dtype, device=device)
     buffer[fragments.pixel_index] = fragments.pixel_depth.detach().to(flat_clip.dtype)
     edge_depth = depth_a + u * (depth_b - depth_a)
     o_depth = buffer.index_select(0, o.clamp(0, buffer.numel() - 1))

@@ -64,7 +64,9 @@ _SPAN_EPS = 2e-3  # pixels: the projection's rounding against the exact test in 
 class Fragments:
     """What :func:`rasterize` found, per pixel; row 0 is the top of the image.
 
-    Attributes (``bary`` and ``depth`` are computed from the packed fields on first use):
+    Attributes (``face_index``, ``front_facing``, ``bary`` and ``depth`` are images made from
+    the packed fields on first use):
+        shape: (B, H, W) views and image size.
         face_index: [B, H, W] int64, index of the visible face, -1 for background.
         bary: [B, H, W, 3] float, perspective-correct barycentrics of the visible face
             (0 for background); differentiable wrt ``clip_vertices``.
@@ -75,6 +77,7 @@ class Fragments:
         pixel_face: [N] int64, visible face of each covered pixel.
         pixel_bary: [N, 3] float, barycentrics of each covered pixel (packed ``bary``).
         pixel_depth: [N] float, view depth of each covered pixel (packed ``depth``).
+        pixel_front: [N] bool, packed ``front_facing``.
         pixel_vertices: [3, N] int64, the vertices (indices into V) of each covered pixel's
             face, corner by corner.
         pixel_corners: [3, N, 4] float, their clip-space positions (differentiable).
@@ -89,18 +92,26 @@ class Fragments:
             0 unknown (a vertex behind the camera plane) or degenerate.
     """
 
-    face_index: Tensor
+    shape: tuple[int, int, int]
     pixel_index: Tensor
     pixel_view: Tensor
     pixel_face: Tensor
     pixel_bary: Tensor
     pixel_depth: Tensor
+    pixel_front: Tensor
     pixel_vertices: Tensor
     pixel_corners: Tensor
     clip_rows: Tensor
     faces: Tensor
-    front_facing: Tensor
     face_orientation: Tensor
+
+    @cached_property
+    def face_index(self) -> Tensor:
+        return self._dense(self.pixel_face[:, None], fill=-1)[..., 0]
+
+    @cached_property
+    def front_facing(self) -> Tensor:
+        return self._dense(self.pixel_front[:, None])[..., 0]
 
     @cached_property
     def bary(self) -> Tensor:
@@ -110,12 +121,11 @@ class Fragments:
     def depth(self) -> Tensor:
         return self._dense(self.pixel_depth[:, None])[..., 0]
 
-    def _dense(self, values: Tensor) -> Tensor:
-        """[N, C] packed values -> [B, H, W, C] with zeros on background (differentiable)."""
-        height, width = self.image_size
-        out = values.new_zeros(self.batch_size * height * width, values.shape[1])
+    def _dense(self, values: Tensor, fill: int = 0) -> Tensor:
+        """[N, C] packed values -> [B, H, W, C] with ``fill`` on background (differentiable)."""
+        out = values.new_full((self.num_pixels, values.shape[1]), fill)
         out.index_put_((self.pixel_index,), values)
-        return out.view(self.batch_size, height, width, values.shape[1])
+        return out.view(*self.shape, values.shape[1])
 
     @property
     def clip_vertices(self) -> Tensor:
@@ -125,11 +135,17 @@ class Fragments:
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
-        return int(self.face_index.shape[1]), int(self.face_index.shape[2])
+        return self.shape[1], self.shape[2]
 
     @property
     def batch_size(self) -> int:
-        return int(self.face_index.shape[0])
+        return self.shape[0]
+
+    @property
+    def num_pixels(self) -> int:
+        """B*H*W, the length of the flat pixel indices."""
+        batch, height, width = self.shape
+        return batch * height * width
 
     @property
     def mask(self) -> Tensor:
@@ -138,18 +154,29 @@ class Fragments:
 
 
 def pixel_centers_ndc(
-    pixel_index: Tensor, image_size: tuple[int, int], dtype: torch.dtype
+    pixel_index: Tensor,
+    image_size: tuple[int, int],
+    dtype: torch.dtype,
+    pixel_view: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """NDC coordinates of pixel centres.
 
     Args:
         pixel_index: [N] int64 flat indices into B*H*W.
         image_size: (H, W).
+        pixel_view: None, or [N] int64 the view of each pixel (``pixel_index // (H*W)``),
+            which saves finding it.
     Returns:
         (X [N], Y [N]) in ``dtype``; X grows to the right, Y grows upwards (row 0 at Y ~ +1).
     """
     height, width = image_size
-    within = pixel_index % (height * width)
+    plane = height * width
+    if pixel_view is None:
+        within = pixel_index % plane
+    else:
+        within = pixel_index - pixel_view * plane
+    # int32 (why: integer division takes half the time; a view has at most _MAX_SIDE^2 pixels)
+    within = within.int()
     row = torch.div(within, width, rounding_mode="floor")
     return _ndc(within - row * width, row, image_size, dtype)
 
@@ -201,24 +228,21 @@ def rasterize(
     rows = pixel_view * clip_vertices.shape[1] + pixel_vertices
     clip_rows = _Rows.apply(clip_vertices)
     pixel_corners = clip_rows.index_select(0, rows.view(-1)).view(3, -1, 4)
-    pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(pixel_corners, pixel_index, image_size)
-    num_pixels = batch * height * width
-    face_index = torch.full((num_pixels,), -1, dtype=torch.int64, device=faces.device)
-    face_index[pixel_index] = pixel_face
-    front_facing = torch.zeros(num_pixels, dtype=torch.bool, device=faces.device)
-    front_facing[pixel_index] = pixel_front
+    pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
+        pixel_corners, pixel_index, pixel_view, image_size
+    )
     return Fragments(
-        face_index=face_index.view(batch, height, width),
+        shape=(batch, height, width),
         pixel_index=pixel_index,
         pixel_view=pixel_view,
         pixel_face=pixel_face,
         pixel_bary=pixel_bary,
         pixel_depth=pixel_depth,
+        pixel_front=pixel_front,
         pixel_vertices=pixel_vertices,
         pixel_corners=pixel_corners,
         clip_rows=clip_rows,
         faces=faces,
-        front_facing=front_facing.view(batch, height, width),
         face_orientation=orientation,
     )
 
@@ -729,7 +753,7 @@ def _edge_values(dx: Tensor, dy: Tensor) -> Tensor:
 
 
 def _pixel_bary_depth(
-    corners: Tensor, pixel_index: Tensor, image_size: tuple[int, int]
+    corners: Tensor, pixel_index: Tensor, pixel_view: Tensor, image_size: tuple[int, int]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Differentiable barycentrics and view depth at covered pixels.
 
@@ -744,13 +768,13 @@ def _pixel_bary_depth(
 
     Args:
         corners: [3, N, 4] clip-space corners of the face seen at each pixel.
-        pixel_index: [N] int64 flat indices into B*H*W.
+        pixel_index: [N] int64 flat indices into B*H*W; pixel_view: [N] int64 their views.
     Returns:
         (bary [N, 3], depth [N]) in corners.dtype, and front [N] bool (the face is
         counter-clockwise on screen).
     """
     x, y, _, w = corners.unbind(2)  # each [3 corners, N]
-    px, py = pixel_centers_ndc(pixel_index, image_size, corners.dtype)
+    px, py = pixel_centers_ndc(pixel_index, image_size, corners.dtype, pixel_view)
     e = _edge_values(x - w * px, y - w * py)  # [3, N]
     total = e.sum(0)
     bary = e / total

@@ -97,20 +97,28 @@ def pixel_normals(fragments: Fragments, projection: Tensor, two_sided: bool = Tr
     pick[[0, 1, 3], [0, 1, 2]] = 1.0
     p0, p1, p2 = corners.unbind(0)  # [N, 4] each
     clip_normal = torch.linalg.cross((p1 - p0) @ pick, (p2 - p0) @ pick, dim=1)  # [N, 3]
-    # pixels come view after view (ascending pixel_index): one small product per view
-    counts = torch.bincount(fragments.pixel_view, minlength=fragments.batch_size).tolist()
-    normal = torch.cat(
-        [n @ m.mT for n, m in zip(clip_normal.split(counts), to_camera, strict=True)]
-    )  # [N, 3]
-    if two_sided:
-        # camera-space normal . corner = det[p_0, p_1, p_2] / det A, > 0 facing away
-        with torch.no_grad():
-            det_at = det.sign().index_select(0, fragments.pixel_view)
-            facing_away = ((clip_normal * (p0 @ pick)).sum(1) * det_at) > 0
-        normal = torch.where(facing_away[:, None], -normal, normal)
+    with torch.no_grad():
+        shared = bool((to_camera == to_camera[:1]).all())  # one projection for every view
+    if shared:
+        normal = clip_normal @ to_camera[0].mT  # [N, 3]
+        det_at = det[:1].sign()
+    else:
+        # pixels come view after view (ascending pixel_index): one small product per view
+        counts = torch.bincount(fragments.pixel_view, minlength=fragments.batch_size).tolist()
+        normal = torch.cat(
+            [n @ m.mT for n, m in zip(clip_normal.split(counts), to_camera, strict=True)]
+        )  # [N, 3]
+        det_at = det.sign().index_select(0, fragments.pixel_view)
     # squared lengths as a matrix product (why: a sum over a dimension of 3 is slower on CPU)
     length_sq = (normal * normal) @ normal.new_ones(3)
-    return normal * length_sq.clamp_min(torch.finfo(normal.dtype).tiny).rsqrt()[:, None]
+    scale = length_sq.clamp_min(torch.finfo(normal.dtype).tiny).rsqrt()  # [N]
+    if two_sided:
+        # camera-space normal . corner = det[p_0, p_1, p_2] / det A, > 0 facing away; the
+        # flip goes into the [N] scale rather than the [N, 3] normals
+        with torch.no_grad():
+            facing_away = ((clip_normal * (p0 @ pick)).sum(1) * det_at.detach()) > 0
+        scale = torch.where(facing_away, -scale, scale)
+    return normal * scale[:, None]
 
 
 def shade(
