@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 import torch
 from torch import Tensor
@@ -38,13 +39,19 @@ class RenderOutput:
     Attributes:
         images: [B, 3, H, W] float in [0, 1], or [P, B, 3, H, W] when P colour passes were
             given. Premultiplied by ``alpha`` when the background is None (transparent).
-        alpha: [B, 1, H, W] coverage in [0, 1] (fractional on antialiased silhouettes).
+        alpha: [B, 1, H, W] coverage in [0, 1] (fractional on antialiased silhouettes),
+            differentiable; made on first use (why: most callers only read the images, and
+            it costs about 2% of a render).
         fragments: the rasterization shared by all passes.
     """
 
     images: Tensor
-    alpha: Tensor
     fragments: Fragments
+    make_alpha: Callable[[], Tensor] = field(repr=False, compare=False)
+
+    @cached_property
+    def alpha(self) -> Tensor:
+        return self.make_alpha()
 
 
 def transform_vertices(vertices: Tensor, cameras: Cameras) -> Tensor:
@@ -162,16 +169,25 @@ class Renderer:
         vertices, faces, colors = self._check(vertices, faces, colors)
         device_type = vertices.device.type
         threads = self.threads if device_type == "cpu" else None
-        fragments: list[Fragments] = []
+        made: list[tuple[Fragments, tuple[Tensor, Tensor, Tensor] | None, torch.dtype]] = []
 
-        def run(v: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-            out = self._render(v, faces, cameras, c, lighting, background)
-            fragments.append(out.fragments)
-            return out.images, out.alpha
+        def run(v: Tensor, c: Tensor) -> tuple[Tensor, ...]:
+            images, fragments, pairs = self._render(v, faces, cameras, c, lighting, background)
+            made.append((fragments, pairs, images.dtype))
+            if threads is None:
+                return (images,)
+            # made now, so that its backward also runs under the renderer's thread count
+            return images, _coverage(fragments, pairs, images.dtype)
 
         with torch.autocast(device_type, enabled=False), intra_op_threads(threads):
-            images, alpha = scope_backward_threads((vertices, colors), run, threads)
-        return RenderOutput(images=images, alpha=alpha, fragments=fragments[0])
+            outputs = scope_backward_threads((vertices, colors), run, threads)
+        fragments, pairs, dtype = made[0]
+        if threads is None:
+            make_alpha = partial(_coverage, fragments, pairs, dtype)
+        else:
+            alpha = outputs[1]
+            make_alpha = lambda: alpha  # (the one made under the thread scope)
+        return RenderOutput(images=outputs[0], fragments=fragments, make_alpha=make_alpha)
 
     def _render(
         self,
@@ -181,7 +197,8 @@ class Renderer:
         colors: Tensor,
         lighting: Lighting,
         background: Sequence[float] | Tensor | None,
-    ) -> RenderOutput:
+    ) -> tuple[Tensor, Fragments, tuple[Tensor, Tensor, Tensor] | None]:
+        """(images, fragments, the antialiasing blend pairs or None) of :meth:`render`."""
         passes = colors.shape[0] if colors.dim() == 3 else None
         num_passes = passes or 1
         clip_vertices = transform_vertices(vertices, cameras)
@@ -213,11 +230,10 @@ class Renderer:
             None if background is None else background_color(background, values).repeat(num_passes)
         )
         images = unpack_blend(values, fragments, pairs, fill)  # [B, 3P, H, W]
-        alpha = unpack_blend(values.new_ones(values.shape[0], 1), fragments, pairs)
         if passes is not None:
             batch, _, height, width = images.shape
             images = images.view(batch, passes, 3, height, width).transpose(0, 1)
-        return RenderOutput(images=images, alpha=alpha, fragments=fragments)
+        return images, fragments, pairs
 
     @staticmethod
     def _check(vertices: Tensor, faces: Tensor, colors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -235,3 +251,11 @@ class Renderer:
             )
         faces = faces.to(device=vertices.device, dtype=torch.int64)
         return vertices, faces, colors.to(device=vertices.device, dtype=vertices.dtype)
+
+
+def _coverage(
+    fragments: Fragments, pairs: tuple[Tensor, Tensor, Tensor] | None, dtype: torch.dtype
+) -> Tensor:
+    """[B, 1, H, W] coverage: 1 on covered pixels, 0 elsewhere, blended like the images."""
+    ones = torch.ones(fragments.pixel_index.shape[0], 1, dtype=dtype, device=fragments.faces.device)
+    return unpack_blend(ones, fragments, pairs)
