@@ -6,6 +6,7 @@ Set TEXT2MESH_TEST_DUMP=<folder> to save the pictures a failing comparison looke
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 from pathlib import Path
@@ -30,6 +31,8 @@ from text2mesh.render import (
     transform_vertices,
 )
 from text2mesh.views import Cameras, cameras_from_angles
+
+rasterize_module = importlib.import_module("text2mesh.render.rasterize")
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -202,6 +205,32 @@ def test_chunked_rasterization_gives_the_same_image():
     chunked = rasterize(clip, faces, (40, 40), max_candidates=50)
     assert torch.equal(whole.face_index, chunked.face_index)
     assert (whole.face_index >= 0).any()
+
+
+def test_views_rasterized_in_groups_give_the_same_fragments(monkeypatch):
+    """A large mesh is depth-tested a few views at a time; the groups must not change anything,
+    culled or not, with one camera inside the mesh (faces crossing its near plane)."""
+    vertices, faces = bumpy_sphere(2)
+    cameras = cameras_from_angles(
+        torch.tensor([0.5, 2.0, 4.0]),
+        torch.tensor([0.1, 0.4, -0.3]),
+        radius=2.5,
+        image_size=(40, 48),
+        target=torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [2.3, 0.0, 0.0]]),
+    )
+    clip = transform_vertices(vertices, cameras)
+    assert bool(((clip[2, :, 2] + clip[2, :, 3]) < 0).any())  # the third camera is inside
+    orientation, back = face_orientation(vertices, faces, camera_centers(cameras.world_to_camera))
+    options = [{}, {"orientation": orientation, "cull": back}]
+    whole = [rasterize(clip, faces, (40, 48), **kw) for kw in options]
+    for group_vertices in (1, 2 * vertices.shape[0]):  # one view a group, two views a group
+        monkeypatch.setattr(rasterize_module, "_GROUP_VERTICES", group_vertices)
+        for kw, expected in zip(options, whole, strict=True):
+            grouped = rasterize(clip, faces, (40, 48), max_candidates=300, **kw)
+            assert torch.equal(grouped.face_index, expected.face_index)
+            assert torch.equal(grouped.bary, expected.bary)
+            assert torch.equal(grouped.face_orientation, expected.face_orientation)
+    assert (whole[0].face_index[2] >= 0).any()
 
 
 def pixel_grid_clip_vertices(size: int, offset: tuple[float, float], seed: int = 0):

@@ -21,13 +21,14 @@ Method (vectorized, no Python loop over faces or pixels):
    values are exactly opposite (IEEE rounding is symmetric); a pixel centre on a shared edge
    or vertex passes for both triangles and the depth test picks one, so a closed surface never
    shows holes, whatever the rounding.
-3. Views are rasterized one after another (a view's working set stays in the CPU's cache).
-   Each triangle's pixel bounding box comes from its vertices' projections (for triangles
-   crossing the near plane, from its polygon clipped to it); the first pixel of every box is
-   tested straight from the triangle's corners, the other (face, pixel) candidates are
-   enumerated in chunks of at most ``max_candidates`` (bounded memory for 1M faces or
-   1024x1024 images). Optionally (``cull``), faces turned away are left out before any of
-   this, where that cannot change the picture (see :func:`face_orientation`).
+3. The views are rasterized together (in groups of views for a large mesh): the (view, face)
+   pairs go through each op at once. Each triangle's pixel bounding box comes from its
+   vertices' projections (for triangles crossing the near plane, from its polygon clipped to
+   it); the first pixel of every box is tested straight from the triangle's corners, the
+   other (face, pixel) candidates are enumerated in chunks of at most ``max_candidates``
+   (bounded memory for 1M faces or 1024x1024 images). Optionally (``cull``), faces turned
+   away are left out before any of this, where that cannot change the picture (see
+   :func:`face_orientation`).
 4. The depth test is a ``scatter_reduce(amin)`` over 64-bit keys ``depth_bits << 32 | face``
    (positive float32 bit patterns sort like the floats), ties broken by the lower face index.
 """
