@@ -301,14 +301,13 @@ def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tens
     # face-major [F, B] so that each edge gathers one contiguous row of views (stacked rows:
     # several times faster on CPU than a transposed copy)
     orientation = torch.stack(fragments.face_orientation.unbind(0), dim=1)
-    boundary = edges[1] < 0
-    has_boundary = bool(boundary.any())
+    has_boundary = edges.shape[1] > 0 and int(edges[1].min()) < 0
     # (the -1 across a boundary is clamped to a valid row here and replaced below; a closed
     # mesh has none, and its rows are read as they are)
     sides = (edges[:2].clamp(min=0) if has_boundary else edges[:2]).reshape(-1)
     own, across = orientation.index_select(0, sides).chunk(2)  # [E, B] each
     if has_boundary:
-        across = torch.where(boundary[:, None], -own, across)
+        across = torch.where((edges[1] < 0)[:, None], -own, across)
     # orientations are -1, 0 or 1: the product is negative where both are known and differ
     silhouette = (own * across) < 0  # [E, B]
     view, edge = torch.nonzero(silhouette.t(), as_tuple=True)

@@ -355,8 +355,10 @@ def _check_inputs(
     if faces.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"faces must be int32 or int64, got {faces.dtype}")
     faces = faces.to(device=clip_vertices.device, dtype=torch.int64)
-    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= clip_vertices.shape[1]):
-        raise ValueError("faces index vertices that do not exist")
+    if faces.numel():
+        low, high = (int(v) for v in torch.aminmax(faces))  # (one pass for both)
+        if low < 0 or high >= clip_vertices.shape[1]:
+            raise ValueError("faces index vertices that do not exist")
     height, width = (int(s) for s in image_size)
     if not (0 < height <= _MAX_SIDE and 0 < width <= _MAX_SIDE):
         raise ValueError(f"image_size must be 1 to {_MAX_SIDE} pixels a side, got {image_size}")
