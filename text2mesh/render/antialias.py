@@ -327,7 +327,7 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     """
     height, width = fragments.image_size
     flat_clip = fragments.clip_rows.detach()
-    num_vertices = flat_clip.shape[0] // fragments.batch_size
+    num_vertices = fragments.clip_vertices.shape[1]
     if fragments.faces.shape[0] == 0 or fragments.pixel_index.numel() == 0:
         return None
     view, corners = _silhouette_edges(fragments, edges)

@@ -417,7 +417,9 @@ def _depth_test(
         all_front = front.view(num_views, num_vertices).all(1)  # [G]
         every_front = bool(all_front.all())
         check_range = not bool(within.all())
-        offsets = torch.arange(0, num_views * num_vertices, num_vertices, device=device).int()
+        offsets = torch.arange(
+            0, num_views * num_vertices, num_vertices, dtype=torch.int32, device=device
+        )
         faces_per_chunk = max(1, max_candidates // (4 * num_views))
         for start in range(0, num_faces, faces_per_chunk):
             stop = min(num_faces, start + faces_per_chunk)

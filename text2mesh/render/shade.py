@@ -116,7 +116,7 @@ def pixel_normals(fragments: Fragments, projection: Tensor, two_sided: bool = Tr
         # camera-space normal . corner = det[p_0, p_1, p_2] / det A, > 0 facing away; the
         # flip goes into the [N] scale rather than the [N, 3] normals
         with torch.no_grad():
-            facing_away = ((clip_normal * (p0 @ pick)).sum(1) * det_at.detach()) > 0
+            facing_away = ((clip_normal * (p0 @ pick)).sum(1) * det_at) > 0
         scale = torch.where(facing_away, -scale, scale)
     return normal * scale[:, None]
 
