@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from text2mesh.render.rasterize import Fragments
+from text2mesh.render.rasterize import Fragments, take_columns
 
 __all__ = ["antialias", "blend_pairs", "face_neighbors", "mesh_edges", "unpack_blend"]
 
@@ -311,7 +311,7 @@ def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tens
     # orientations are -1, 0 or 1: the product is negative where both are known and differ
     silhouette = (own * across) < 0  # [E, B]
     view, edge = torch.nonzero(silhouette.t(), as_tuple=True)
-    return view, edges[2:].index_select(1, edge)
+    return view, take_columns(edges[2:], edge)
 
 
 def _visible_crossings(fragments: Fragments, edges: Tensor):
@@ -356,7 +356,7 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     )
     offset = torch.arange(total, device=device) - (torch.cumsum(counts, 0) - counts)[edge]
     table = torch.cat([along, across, col[:2], row[:2], depth[:2], first[None]])
-    a0, a1, c0, c1, ca, cb, ra, rb, depth_a, depth_b, first_line = table.index_select(1, edge)
+    a0, a1, c0, c1, ca, cb, ra, rb, depth_a, depth_b, first_line = take_columns(table, edge)
     is_vertical = vertical.index_select(0, edge)
     line = first_line.long() + offset  # integer row (or column) of pixel centres crossed
     line_f = line.to(c0.dtype)
@@ -400,7 +400,7 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
     first_of_pair = torch.ones_like(sorted_pair, dtype=torch.bool)
     first_of_pair[1:] = sorted_pair[1:] != sorted_pair[:-1]
     keep = keep.index_select(0, order[first_of_pair])
-    ends = rows[:2].index_select(1, edge.index_select(0, keep))
+    ends = take_columns(rows[:2], edge.index_select(0, keep))
     coord = torch.stack([p_col, p_row], dim=1).index_select(0, keep)
     return (
         p.index_select(0, keep),

@@ -325,7 +325,7 @@ def face_orientation(vertices: Tensor, faces: Tensor, centers: Tensor) -> tuple[
         return empty, empty.bool()
     with torch.no_grad():
         points = _columns(vertices.detach())  # [3, V]
-        v0, v1, v2 = (points.index_select(1, faces[:, i]) for i in range(3))  # [3, F] each
+        v0, v1, v2 = (take_columns(points, faces[:, i]) for i in range(3))  # [3, F] each
         first, second = v1 - v0, v2 - v0
         a1, a2, a3 = first
         b1, b2, b3 = second
@@ -365,6 +365,16 @@ def _check_inputs(
     if clip_vertices.dtype in (torch.float16, torch.bfloat16):
         clip_vertices = clip_vertices.float()
     return clip_vertices, faces, (height, width)
+
+
+def take_columns(matrix: Tensor, index: Tensor) -> Tensor:
+    """``matrix[:, index]``: [R, N] and [K] int32/int64 indices into N -> [R, K] contiguous.
+
+    A gather with the index broadcast to every row (why: on CPU it is 2-4x faster than
+    ``index_select`` along dim 1, which takes PyTorch's generic strided path; e.g. 0.41 vs
+    1.06 ms to take 120k of 245k columns of a [3, N] int32 matrix on 2 threads).
+    """
+    return torch.gather(matrix, 1, index.long().expand(matrix.shape[0], -1))
 
 
 def _columns(matrix: Tensor) -> Tensor:
@@ -435,7 +445,7 @@ def _depth_test(
                 if not every_front:  # culling is only safe where all is in front
                     skip = skip & all_front[:, None]
                 pair = torch.nonzero(~skip.reshape(-1)).squeeze(1)
-                rows = rows.index_select(1, pair)
+                rows = take_columns(rows, pair)
             ahead = None
             if not every_front:  # orientation unknown where a corner is not in front
                 ahead = front.index_select(0, rows.view(-1)).view(3, -1).sum(0)
@@ -452,8 +462,8 @@ def _depth_test(
             _scan_boxes(
                 keys[views.start * plane : views.stop * plane],
                 clip_soa,
-                rows.index_select(1, keep),
-                boxes.index_select(1, keep),
+                take_columns(rows, keep),
+                take_columns(boxes, keep),
                 counts.index_select(0, keep),
                 face.add_(start),
                 view.mul_(plane),
@@ -483,7 +493,7 @@ def _clip_orientation(clip_soa: Tensor, corner_rows: Tensor) -> Tensor:
         [...] int8: 1 counter-clockwise on screen, -1 clockwise, 0 degenerate.
     """
     shape = corner_rows.shape[1:]
-    x, y, _, w = clip_soa.index_select(1, corner_rows.reshape(-1)).view(4, 3, -1)
+    x, y, _, w = take_columns(clip_soa, corner_rows.reshape(-1)).view(4, 3, -1)
     det = (w * _edge_values(x, y)).sum(0)
     return torch.sign(det.nan_to_num(0.0)).to(torch.int8).view(shape)
 
@@ -579,7 +589,7 @@ def _pair_boxes(
         low[:, ahead < 3] = low.new_tensor([[0], [0], [1], [1]])  # empty, unless clipped below
         partial = torch.nonzero((ahead > 0) & (ahead < 3)).squeeze(1)
         if partial.numel():
-            tri = clip_soa.index_select(1, rows[:, partial].t().reshape(-1))
+            tri = take_columns(clip_soa, rows[:, partial].t().reshape(-1))
             lo, hi = _clipped_extent(tri.t().view(-1, 3, 4), image_size)
             first, last = _pixel_span(lo, hi, image_size)
             low[:, partial] = torch.cat([first, last.neg()]).int()
@@ -644,7 +654,7 @@ def _scan_boxes(
     """
     width = image_size[1]
     num_pairs = rows.shape[1]
-    corners = clip_soa.index_select(1, rows.view(-1)).view(12, num_pairs)  # x, y, z, w rows
+    corners = take_columns(clip_soa, rows.view(-1)).view(12, num_pairs)  # x, y, z, w rows
     col0, row0, n_cols, _ = boxes
     first_pixel = (row0 * width + col0).long().add_(base)
     _nearest_keys(keys, corners, col0, row0, first_pixel, face, image_size, check_range)
@@ -672,14 +682,14 @@ def _scan_boxes(
         tri_of = torch.repeat_interleave(  # the chunk's triangle of each candidate
             torch.arange(hi - lo, device=keys.device), counts[lo:hi], output_size=n
         )
-        first, cols, col, row = table.index_select(1, tri_of)
+        first, cols, col, row = take_columns(table, tri_of)
         local = torch.arange(1, n + 1, dtype=torch.int32, device=keys.device).sub_(first)
         row_in = torch.div(local, cols, rounding_mode="floor")
         col += local - row_in * cols
         row += row_in
         pixel = (row * width + col).long().add_(base[lo:hi].index_select(0, tri_of))
         tri_face = face[lo:hi].index_select(0, tri_of)
-        tri_corners = corners[:, lo:hi].index_select(1, tri_of)
+        tri_corners = take_columns(corners[:, lo:hi], tri_of)
         _nearest_keys(keys, tri_corners, col, row, pixel, tri_face, image_size, check_range)
 
 
