@@ -413,9 +413,9 @@ def test_pixel_normals_are_camera_space_normals_turned_to_the_camera():
     rows = fragments.pixel_view[:, None] * len(vertices) + faces[fragments.pixel_face]
     v0, v1, v2 = camera.reshape(-1, 3)[rows].unbind(1)
     expected = torch.nn.functional.normalize(torch.linalg.cross(v1 - v0, v2 - v0), dim=1)
-    one_sided = pixel_normals(fragments, cameras.projection, two_sided=False)
+    one_sided = pixel_normals(fragments, cameras.projection, two_sided=False).t()  # [N, 3]
     assert torch.allclose(one_sided, expected, atol=1e-4)
-    two_sided = pixel_normals(fragments, cameras.projection)
+    two_sided = pixel_normals(fragments, cameras.projection).t()
     away = (expected * v0).sum(1) > 0
     assert 0 < int(away.sum()) < len(away)  # both sides are on screen
     assert torch.allclose(two_sided[away], -expected[away], atol=1e-4)

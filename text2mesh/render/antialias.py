@@ -105,7 +105,7 @@ def antialias(
         edges: [5, E] from :func:`mesh_edges` (derived from ``neighbors`` when None; pass
             it to reuse across calls with the same faces).
     Returns:
-        [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_rows``.
+        [B, H, W, C], differentiable wrt ``image`` and ``fragments.clip_soa``.
     """
     batch, height, width, channels = image.shape
     pairs = blend_pairs(fragments, neighbors, edges=edges, dtype=image.dtype)
@@ -131,7 +131,7 @@ def blend_pairs(
         None when no visible silhouette crosses a pixel pair, else (source [M], target [M]
         int64 flat pixel indices into B*H*W, weight [M] float): the blend is
         ``image[target] += weight * (image[source] - image[target])`` for all M at once.
-        ``weight`` is differentiable wrt ``fragments.clip_rows``.
+        ``weight`` is differentiable wrt ``fragments.clip_soa``.
     """
     if edges is None:
         edges = mesh_edges(fragments.faces, neighbors)
@@ -163,14 +163,14 @@ def unpack_blend(
     copy or gradient buffer is needed on the way back.
 
     Args:
-        values: [N, C] float values at ``fragments.pixel_index``.
+        values: [C, N] float values at ``fragments.pixel_index``.
         pairs: from :func:`blend_pairs`, or None for no blending.
         fill: [C] values of uncovered pixels (default 0).
     Returns:
         [B, C, H, W] contiguous, differentiable wrt ``values`` and the pairs' weights.
     """
     height, width = fragments.image_size
-    batch, channels = fragments.batch_size, values.shape[1]
+    batch, channels = fragments.batch_size, values.shape[0]
     if pairs is None:
         empty = fragments.pixel_index.new_empty(0)
         pairs = (empty, empty, values.new_empty(0))
@@ -181,12 +181,12 @@ def unpack_blend(
 
 
 def _planar_index(pixel: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """Flat pixel indices into B*H*W -> [K, C] flat indices of their C channels in a
-    [B, C, H*W] image."""
+    """Flat pixel indices into B*H*W -> [C, K] flat indices of their C channels in a
+    [B, C, H*W] image (channel-major, the layout of [C, K] packed values)."""
     _, channels, plane = shape
     view = torch.div(pixel, plane, rounding_mode="floor")
     first = pixel + view * ((channels - 1) * plane)
-    return first[:, None] + torch.arange(0, channels * plane, plane, device=pixel.device)
+    return first + torch.arange(0, channels * plane, plane, device=pixel.device)[:, None]
 
 
 class _UnpackBlend(torch.autograd.Function):
@@ -200,7 +200,7 @@ class _UnpackBlend(torch.autograd.Function):
     corrections that land on them are dropped.
 
     Args (to ``apply``):
-        values: [N, C] float at the covered pixels ``pixel_index`` [N] int64 (ascending).
+        values: [C, N] float at the covered pixels ``pixel_index`` [N] int64 (ascending).
         source, target: [M] int64 flat pixel indices into B*H*W; weight: [M] float,
             differentiable.
         shape: (B, C, H*W); fill: [C] values of the other pixels (no gradient).
@@ -217,8 +217,8 @@ class _UnpackBlend(torch.autograd.Function):
         at_source = _planar_index(source, shape).view(-1)
         at_target = _planar_index(target, shape).view(-1)
         difference = image.index_select(0, at_source) - image.index_select(0, at_target)
-        difference = difference.view(-1, channels)
-        image.index_add_(0, at_target, (weight[:, None] * difference).view(-1))
+        difference = difference.view(channels, -1)  # [C, M]
+        image.index_add_(0, at_target, (weight * difference).view(-1))
         ctx.save_for_backward(pixel_index, source, target, weight, difference, at_values, at_target)
         return image
 
@@ -226,19 +226,20 @@ class _UnpackBlend(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         pixel_index, source, target, weight, difference, at_values, at_target = ctx.saved_tensors
         grad_out = grad_out.reshape(-1)
-        channels = difference.shape[1]
-        grad_target = grad_out.index_select(0, at_target).view(-1, channels)  # [M, C]
+        channels = difference.shape[0]
+        grad_target = grad_out.index_select(0, at_target).view(channels, -1)  # [C, M]
         grad_values = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_values = grad_out.index_select(0, at_values).view(-1, channels)
-            spread = weight[:, None] * grad_target
+            grad_values = grad_out.index_select(0, at_values).view(channels, -1)  # [C, N]
+            spread = weight * grad_target
             ends = torch.cat([source, target])
             rows = torch.searchsorted(pixel_index, ends).clamp_(max=pixel_index.numel() - 1)
             covered = torch.nonzero(pixel_index.index_select(0, rows) == ends).squeeze(1)
-            corrections = torch.cat([spread, -spread]).index_select(0, covered)
-            grad_values.index_add_(0, rows.index_select(0, covered), corrections)
+            corrections = take_columns(torch.cat([spread, -spread], dim=1), covered)
+            at = rows.index_select(0, covered)
+            grad_values.scatter_add_(1, at.expand(channels, -1), corrections)
         if ctx.needs_input_grad[4]:
-            grad_weight = (grad_target * difference).sum(1)
+            grad_weight = (grad_target * difference).sum(0)
         return grad_values, None, None, None, grad_weight, None, None
 
 
@@ -280,11 +281,12 @@ class _Blend(torch.autograd.Function):
 
 
 def _screen(clip: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Clip-space points [..., 4] -> (col, row) in pixel-index coordinates (centres at integers)."""
+    """Clip-space points [4, ...] (rows x, y, z, w) -> (col, row) [...] in pixel-index
+    coordinates (centres at integers)."""
     height, width = image_size
-    w = clip[..., 3]
-    col = (clip[..., 0] / w + 1) * (width / 2) - 0.5
-    row = (1 - clip[..., 1] / w) * (height / 2) - 0.5
+    w = clip[3]
+    col = (clip[0] / w + 1) * (width / 2) - 0.5
+    row = (1 - clip[1] / w) * (height / 2) - 0.5
     return col, row
 
 
@@ -322,11 +324,11 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
 
     Returns:
         None, or (p [M], o [M] flat pixel indices, edge_start [M], edge_end [M] rows of
-        ``fragments.clip_rows``, direction [M] (+1/-1: o = p + direction along the axis),
+        ``fragments.clip_soa``'s columns, direction [M] (+1/-1: o = p + direction along the axis),
         coord [M, 2] (col, row) of p, vertical [M] bool (pairs along a column)).
     """
     height, width = fragments.image_size
-    flat_clip = fragments.clip_rows.detach()
+    flat_clip = fragments.clip_soa.detach()  # [4, B*V]
     num_vertices = fragments.clip_vertices.shape[1]
     if fragments.faces.shape[0] == 0 or fragments.pixel_index.numel() == 0:
         return None
@@ -335,9 +337,9 @@ def _visible_crossings(fragments: Fragments, edges: Tensor):
         return None
     device = view.device
     rows = corners.add_(view * num_vertices)  # [3, S] rows of a, b, c
-    points = flat_clip.index_select(0, rows.view(-1))  # [3S, 4]
+    points = take_columns(flat_clip, rows.view(-1))  # [4, 3S]
     col, row = (c.view(3, -1) for c in _screen(points, (height, width)))
-    depth = points[:, 3].view(3, -1)  # view depth w of a, b, c
+    depth = points[3].view(3, -1)  # view depth w of a, b, c
     # the side of the edge its face lies on (sign of the 2D cross product)
     side = torch.sign((col[1] - col[0]) * (row[2] - row[0]) - (row[1] - row[0]) * (col[2] - col[0]))
     vertical = (col[1] - col[0]).abs() > (row[1] - row[0]).abs()  # closer to horizontal
@@ -422,11 +424,7 @@ def _crossing(
     vertical: Tensor,
 ) -> Tensor:
     """Differentiable distance [M] (pixels, clamped to 0..1) from p's centre to the edge."""
-    # a gather with a sparse gradient (why: index_select's backward fills a zeroed gradient
-    # as large as all views' vertices, ~2 MB for 5 views of 25k vertices, then adds it to
-    # the pixels' one; a sparse gradient is added straight into that)
-    rows = torch.cat([edge_start, edge_end])
-    ends = torch.nn.functional.embedding(rows, fragments.clip_rows, sparse=True)
+    ends = take_columns(fragments.clip_soa, torch.cat([edge_start, edge_end]))  # [4, 2M]
     (a_col, b_col), (a_row, b_row) = (c.chunk(2) for c in _screen(ends, fragments.image_size))
     px = coord[:, 0].to(a_col.dtype)
     py = coord[:, 1].to(a_col.dtype)

@@ -81,11 +81,13 @@ class Fragments:
         pixel_front: [N] bool, packed ``front_facing``.
         pixel_vertices: [3, N] int64, the vertices (indices into V) of each covered pixel's
             face, corner by corner.
-        pixel_corners: [3, N, 4] float, their clip-space positions (differentiable).
-        clip_rows: [B*V, 4] the rasterized clip-space vertices, view after view: the view of
-            ``clip_vertices`` that ``pixel_corners`` were gathered from. Gather further
-            differentiable rows from this same tensor (antialiasing does): their gradients
-            then meet in one buffer on the way back.
+        pixel_corners: [4, 3, N] float, their clip-space positions: rows x, y, z, w of
+            corners 0, 1, 2 (differentiable).
+        clip_soa: [4, B*V] the rasterized clip-space vertices as rows x, y, z, w, view after
+            view (column ``b * V + v``): the view of ``clip_vertices`` that ``pixel_corners``
+            were taken from (:func:`take_columns`). Take further differentiable columns from
+            this same tensor (antialiasing does): their gradients then meet in one buffer
+            on the way back.
         faces: [F, 3] int64 vertex indices of the triangles.
         front_facing: [B, H, W] bool, True where the visible face is counter-clockwise on
             screen (seen from the side its winding's normal points to); False on background.
@@ -102,7 +104,7 @@ class Fragments:
     pixel_front: Tensor
     pixel_vertices: Tensor
     pixel_corners: Tensor
-    clip_rows: Tensor
+    clip_soa: Tensor
     faces: Tensor
     face_orientation: Tensor
 
@@ -130,8 +132,8 @@ class Fragments:
 
     @property
     def clip_vertices(self) -> Tensor:
-        """[B, V, 4] the rasterized clip-space vertices."""
-        return self.clip_rows.view(self.batch_size, -1, 4)
+        """[B, V, 4] the rasterized clip-space vertices (a view of ``clip_soa``)."""
+        return self.clip_soa.view(4, self.batch_size, -1).permute(1, 2, 0)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -195,8 +197,9 @@ def rasterize(
 
     Args:
         clip_vertices: [B, V, 4] float32/float64 clip-space positions (OpenGL: x right, y up,
-            visible where -w <= x, y, z <= w). Gradients flow into them through ``bary`` and
-            ``depth``.
+            visible where -w <= x, y, z <= w), best laid out as :func:`transform_vertices`
+            makes them (x, y, z, w planes: ``permute(2, 0, 1)`` is contiguous; other layouts
+            are copied once). Gradients flow into them through ``bary`` and ``depth``.
         faces: [F, 3] int64 (int32 accepted) vertex indices.
         image_size: (H, W) in pixels.
         max_candidates: at most this many (view, face, pixel) candidates are held in memory
@@ -216,19 +219,21 @@ def rasterize(
         crossing the near plane are drawn where they are in front of it.
     """
     clip_vertices, faces, image_size = _check_inputs(clip_vertices, faces, image_size)
-    batch = clip_vertices.shape[0]
+    batch, num_vertices = clip_vertices.shape[:2]
     height, width = image_size
+    # rows x, y, z, w (why: every later step takes columns of it, forward and backward;
+    # see :func:`take_columns`)
+    clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]
     with torch.no_grad():
         keys, orientation = _depth_test(
-            clip_vertices.detach(), faces, image_size, max_candidates, orientation, cull
+            clip_soa.detach(), num_vertices, faces, image_size, max_candidates, orientation, cull
         )
         pixel_index = torch.nonzero(keys < _INF_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
     pixel_vertices = _columns(faces.index_select(0, pixel_face))  # [3, N]
     pixel_view = torch.div(pixel_index, height * width, rounding_mode="floor")
-    rows = pixel_view * clip_vertices.shape[1] + pixel_vertices
-    clip_rows = _Rows.apply(clip_vertices)
-    pixel_corners = clip_rows.index_select(0, rows.view(-1)).view(3, -1, 4)
+    rows = pixel_view * num_vertices + pixel_vertices
+    pixel_corners = take_columns(clip_soa, rows.view(-1)).view(4, 3, -1)
     pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
         pixel_corners, pixel_index, pixel_view, image_size
     )
@@ -242,25 +247,10 @@ def rasterize(
         pixel_front=pixel_front,
         pixel_vertices=pixel_vertices,
         pixel_corners=pixel_corners,
-        clip_rows=clip_rows,
+        clip_soa=clip_soa,
         faces=faces,
         face_orientation=orientation,
     )
-
-
-class _Rows(torch.autograd.Function):
-    """[B, V, 4] -> [B*V, 4] view whose gradient may arrive sparse (gathers from it may use
-    sparse gradients, which autograd adds into the dense one of other gathers; a view's own
-    backward cannot reshape a sparse gradient when no dense one came)."""
-
-    @staticmethod
-    def forward(ctx, clip_vertices: Tensor) -> Tensor:
-        ctx.shape = clip_vertices.shape
-        return clip_vertices.reshape(-1, 4)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return (grad.to_dense() if grad.is_sparse else grad).reshape(ctx.shape)
 
 
 def is_closed_and_oriented(faces: Tensor) -> bool:
@@ -371,8 +361,10 @@ def take_columns(matrix: Tensor, index: Tensor) -> Tensor:
     """``matrix[:, index]``: [R, N] and [K] int32/int64 indices into N -> [R, K] contiguous.
 
     A gather with the index broadcast to every row (why: on CPU it is 2-4x faster than
-    ``index_select`` along dim 1, which takes PyTorch's generic strided path; e.g. 0.41 vs
-    1.06 ms to take 120k of 245k columns of a [3, N] int32 matrix on 2 threads).
+    ``index_select`` along dim 1, which takes PyTorch's generic strided path, e.g. 0.41 vs
+    1.06 ms to take 120k of 245k columns of a [3, N] int32 matrix on 2 threads; and its
+    backward, a ``scatter_add`` into [R, N], is 4-5x faster than the ``index_add`` of [K, R]
+    rows that gathering rows of an [N, R] matrix costs on the way back).
     """
     return torch.gather(matrix, 1, index.long().expand(matrix.shape[0], -1))
 
@@ -384,7 +376,8 @@ def _columns(matrix: Tensor) -> Tensor:
 
 
 def _depth_test(
-    clip_vertices: Tensor,
+    clip_soa: Tensor,
+    num_vertices: int,
     faces: Tensor,
     image_size: tuple[int, int],
     max_candidates: int,
@@ -400,17 +393,19 @@ def _depth_test(
     a big mesh to one view, and a bounded number of pairs, at a time).
 
     Args:
+        clip_soa: [4, B*V] rows x, y, z, w of the clip-space vertices, view after view.
+        num_vertices: V.
         orientation, cull: as for :func:`rasterize`.
     Returns:
         keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_INF_KEY`` or more for
             background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
     """
-    batch, num_vertices = clip_vertices.shape[:2]
+    batch = clip_soa.shape[1] // max(1, num_vertices)
     num_faces = faces.shape[0]
     height, width = image_size
     plane = height * width
-    device = clip_vertices.device
+    device = clip_soa.device
     keys = torch.full((batch * plane,), _EMPTY_KEY, dtype=torch.int64, device=device)
     if num_faces == 0:
         return keys, torch.zeros(batch, num_faces, dtype=torch.int8, device=device)
@@ -422,8 +417,8 @@ def _depth_test(
     for first_view in range(0, batch, group):
         views = slice(first_view, min(batch, first_view + group))
         num_views = views.stop - views.start
-        clip_soa = _columns(clip_vertices[views].reshape(-1, 4))  # [4, G*V]
-        bounds, front, within = _vertex_bounds(clip_soa, image_size)
+        group_soa = clip_soa[:, views.start * num_vertices : views.stop * num_vertices]
+        bounds, front, within = _vertex_bounds(group_soa, image_size)
         all_front = front.view(num_views, num_vertices).all(1)  # [G]
         every_front = bool(all_front.all())
         check_range = not bool(within.all())
@@ -437,7 +432,7 @@ def _depth_test(
             # [3, G*Fc] corners of every (view, face) pair, as indices into G*V
             rows = (faces_soa[:, None, start:stop] + offsets[:, None]).view(3, -1)
             if given is None:
-                found = _clip_orientation(clip_soa, rows).view(num_views, chunk)
+                found = _clip_orientation(group_soa, rows).view(num_views, chunk)
                 orientation[views, start:stop] = found
             pair = None  # [P] the pairs tested, as indices into G*Fc; None: all of them
             if cull is not None:
@@ -454,14 +449,14 @@ def _depth_test(
                     orientation = given.clone()
                 view, face = _view_and_face(unknown if pair is None else pair[unknown], chunk)
                 orientation[view + views.start, face + start] = 0
-            boxes, counts = _pair_boxes(bounds, clip_soa, rows, image_size, ahead)
+            boxes, counts = _pair_boxes(bounds, group_soa, rows, image_size, ahead)
             keep = torch.nonzero(counts > 0).squeeze(1)
             if keep.numel() == 0:
                 continue
             view, face = _view_and_face(keep if pair is None else pair[keep], chunk)
             _scan_boxes(
                 keys[views.start * plane : views.stop * plane],
-                clip_soa,
+                group_soa,
                 take_columns(rows, keep),
                 take_columns(boxes, keep),
                 counts.index_select(0, keep),
@@ -756,14 +751,13 @@ def _ndc(col: Tensor, row: Tensor, image_size: tuple[int, int], dtype: torch.dty
 def _edge_values(dx: Tensor, dy: Tensor) -> Tensor:
     """[3, N] offsets of the corners from the pixel -> [3, N] ``e_i = d_j x d_k``.
 
-    Two ways to the same values, bit for bit (why: per-row products are ~1.7x faster without
-    autograd, but their backward costs a select per row; rolled rows cost copies forward and
-    nothing extra backward).
+    Products of [N] rows taken by unbinding (why: ~1.7x faster than products of rolled
+    [3, N] copies, and on the way back an unbind costs one stack, where picking rows one by
+    one would cost a zero-filled gradient buffer per row).
     """
-    if dx.requires_grad or dy.requires_grad:
-        return dx.roll(-1, 0) * dy.roll(-2, 0) - dy.roll(-1, 0) * dx.roll(-2, 0)
+    x, y = dx.unbind(0), dy.unbind(0)
     return torch.stack(
-        [dx[(i + 1) % 3] * dy[(i + 2) % 3] - dy[(i + 1) % 3] * dx[(i + 2) % 3] for i in range(3)]
+        [x[(i + 1) % 3] * y[(i + 2) % 3] - y[(i + 1) % 3] * x[(i + 2) % 3] for i in range(3)]
     )
 
 
@@ -782,13 +776,14 @@ def _pixel_bary_depth(
     division by w anywhere, so corners behind the camera are fine.
 
     Args:
-        corners: [3, N, 4] clip-space corners of the face seen at each pixel.
+        corners: [4, 3, N] clip-space corners of the face seen at each pixel (rows x, y, z, w
+            of corners 0, 1, 2).
         pixel_index: [N] int64 flat indices into B*H*W; pixel_view: [N] int64 their views.
     Returns:
         (bary [N, 3], depth [N]) in corners.dtype, and front [N] bool (the face is
         counter-clockwise on screen).
     """
-    x, y, _, w = corners.unbind(2)  # each [3 corners, N]
+    x, y, _, w = corners  # each [3 corners, N]
     px, py = pixel_centers_ndc(pixel_index, image_size, corners.dtype, pixel_view)
     e = _edge_values(x - w * px, y - w * py)  # [3, N]
     total = e.sum(0)

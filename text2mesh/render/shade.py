@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -47,21 +48,27 @@ def sh_basis(normals: Tensor) -> Tensor:
     )
 
 
-def sh_lighting(normals: Tensor, coefficients: Tensor | tuple[float, ...] = TEXT2MESH_SH) -> Tensor:
+def sh_lighting(
+    normals: Tensor, coefficients: Tensor | tuple[float, ...] = TEXT2MESH_SH, dim: int = -1
+) -> Tensor:
     """Irradiance-like scalar lighting from spherical-harmonic coefficients.
 
     Args:
-        normals: [..., 3] unit camera-space normals (+z points towards the camera).
+        normals: unit camera-space normals (+z points towards the camera), their x, y, z
+            along ``dim``: [..., 3] by default, [3, N] with ``dim=0``.
         coefficients: [9] (see :func:`sh_basis` for the order).
+        dim: the dimension holding x, y, z.
     Returns:
-        [...] lighting factor. With the default coefficients this is
-        ``0.2821 + 0.4886 (x + y + z)``: 0.77 for a face looking straight at the camera.
+        ``normals``' shape without ``dim``: the lighting factor. With the default
+        coefficients this is ``0.2821 + 0.4886 (x + y + z)``: 0.77 for a face looking
+        straight at the camera.
     """
     coefficients = torch.as_tensor(coefficients, dtype=normals.dtype, device=normals.device)
     if coefficients[4:].any():
-        return sh_basis(normals) @ coefficients
+        return sh_basis(normals.movedim(dim, -1)) @ coefficients
     c0, c1 = 0.28209479177387814, 0.4886025119029199
-    first = normals @ coefficients[[1, 3, 2]]  # x, y, z weights
+    rows = normals.movedim(dim, 0)  # [3, ...]
+    first = (coefficients[[1, 3, 2]] @ rows.reshape(3, -1)).view(rows.shape[1:])  # x, y, z
     return c0 * coefficients[0] + c1 * first
 
 
@@ -81,44 +88,53 @@ def pixel_normals(fragments: Fragments, projection: Tensor, two_sided: bool = Tr
         two_sided: flip normals of faces seen from behind so they face the camera (open
             meshes are lit on both sides).
     Returns:
-        [N, 3] in ``fragments.pixel_index`` order; differentiable wrt the clip-space corners.
+        [3, N] (rows x, y, z) in ``fragments.pixel_index`` order; differentiable wrt the
+        clip-space corners.
     """
     linear = projection[:, [0, 1, 3]]  # [B, 3, 4]
     if bool(linear[:, :, 3].any()):
         raise ValueError("projection must be perspective: rows x, y and w without translation")
-    corners = fragments.pixel_corners
+    corners = fragments.pixel_corners  # [4, 3, N]
     linear = linear[:, :, :3].to(corners)
     det = torch.linalg.det(linear)  # [B]
     to_camera = linear.mT / det[:, None, None]  # [B, 3, 3]: A^T / det A
-    # (x, y, w) of the edges from corner 0, by matrix products and a whole-corner unbind
-    # (why: picking single coordinates of single corners costs a zero-filled gradient buffer
-    # per pick on the way back, 9 of them; these backward passes fill nothing)
-    pick = corners.new_zeros(4, 3)
-    pick[[0, 1, 3], [0, 1, 2]] = 1.0
-    p0, p1, p2 = corners.unbind(0)  # [N, 4] each
-    clip_normal = torch.linalg.cross((p1 - p0) @ pick, (p2 - p0) @ pick, dim=1)  # [N, 3]
+    # (x, y, w) of the edges from corner 0, as [N] rows taken by unbinding (why: picking
+    # single rows costs a zero-filled gradient buffer per pick on the way back; an unbind's
+    # backward is one stack)
+    (x0, x1, x2), (y0, y1, y2), _, (w0, w1, w2) = (c.unbind(0) for c in corners.unbind(0))
+    first = (x1 - x0, y1 - y0, w1 - w0)
+    second = (x2 - x0, y2 - y0, w2 - w0)
+    clip_normal = torch.stack(_cross(first, second))  # [3, N]
     with torch.no_grad():
         shared = bool((to_camera == to_camera[:1]).all())  # one projection for every view
     if shared:
-        normal = clip_normal @ to_camera[0].mT  # [N, 3]
+        normal = to_camera[0] @ clip_normal  # [3, N]
         det_at = det[:1].sign()
     else:
         # pixels come view after view (ascending pixel_index): one small product per view
         counts = torch.bincount(fragments.pixel_view, minlength=fragments.batch_size).tolist()
         normal = torch.cat(
-            [n @ m.mT for n, m in zip(clip_normal.split(counts), to_camera, strict=True)]
-        )  # [N, 3]
+            [m @ n for n, m in zip(clip_normal.split(counts, dim=1), to_camera, strict=True)],
+            dim=1,
+        )  # [3, N]
         det_at = det.sign().index_select(0, fragments.pixel_view)
-    # squared lengths as a matrix product (why: a sum over a dimension of 3 is slower on CPU)
-    length_sq = (normal * normal) @ normal.new_ones(3)
+    length_sq = (normal * normal).sum(0)  # [N]
     scale = length_sq.clamp_min(torch.finfo(normal.dtype).tiny).rsqrt()  # [N]
     if two_sided:
         # camera-space normal . corner = det[p_0, p_1, p_2] / det A, > 0 facing away; the
-        # flip goes into the [N] scale rather than the [N, 3] normals
+        # flip goes into the [N] scale rather than the [3, N] normals
         with torch.no_grad():
-            facing_away = ((clip_normal * (p0 @ pick)).sum(1) * det_at) > 0
+            at_corner = clip_normal[0] * x0 + clip_normal[1] * y0 + clip_normal[2] * w0
+            facing_away = (at_corner * det_at) > 0
         scale = torch.where(facing_away, -scale, scale)
-    return normal * scale[:, None]
+    return normal * scale
+
+
+def _cross(a: Sequence[Tensor], b: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Cross products of vectors given as three [N] rows each -> three [N] rows (why rows:
+    elementwise products of [N] rows are several times faster on CPU than ``linalg.cross``
+    of [N, 3], forward and backward)."""
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
 
 def shade(
@@ -130,16 +146,16 @@ def shade(
     """Apply lighting to interpolated colours.
 
     Args:
-        colors: [N, C] colours (C = 3 per pass; several passes may be concatenated).
-        normals: [N, 3] unit camera-space normals (ignored for "unlit").
+        colors: [C, N] colours of N pixels (C = 3 per pass; several passes may be stacked).
+        normals: [3, N] unit camera-space normals (ignored for "unlit").
         lighting: "sh" multiplies the colour by :func:`sh_lighting` and clamps to [0, 1]
             (as Text2Mesh does); "unlit" returns the colours unchanged.
     Returns:
-        [N, C]
+        [C, N]
     """
     if lighting == "unlit":
         return colors
     if lighting != "sh":
         raise ValueError(f"lighting must be 'sh' or 'unlit', got {lighting!r}")
-    light = sh_lighting(normals, coefficients).to(colors.dtype)
-    return (colors * light[:, None]).clamp(0.0, 1.0)
+    light = sh_lighting(normals, coefficients, dim=0).to(colors.dtype)  # [N]
+    return (colors * light).clamp(0.0, 1.0)
