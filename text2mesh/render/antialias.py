@@ -214,8 +214,9 @@ class _UnpackBlend(torch.autograd.Function):
         image = fill.view(1, channels, 1).expand(batch, channels, plane).contiguous().view(-1)
         at_values = _planar_index(pixel_index, shape).view(-1)
         image.index_copy_(0, at_values, values.reshape(-1))
-        at_source = _planar_index(source, shape).view(-1)
-        at_target = _planar_index(target, shape).view(-1)
+        at_source = _planar_index(source, shape)
+        at_target = (at_source + (target - source)).view(-1)  # (same view, same planes)
+        at_source = at_source.view(-1)
         difference = image.index_select(0, at_source) - image.index_select(0, at_target)
         difference = difference.view(channels, -1)  # [C, M]
         image.index_add_(0, at_target, (weight * difference).view(-1))
