@@ -99,7 +99,7 @@ class Renderer:
             :mod:`text2mesh.render.threads`); this changes process-wide state while it runs,
             so do not use it with several threads rendering at once. On this project's
             2-core machine the renderer is faster on 2 threads than on 1 (forward+backward of
-            5 views of a 49k-face mesh at 224x224, same run: 0.037 s vs 0.050 s); 1 only paid
+            5 views of a 49k-face mesh at 224x224, same run: 0.032 s vs 0.052 s); 1 only paid
             off while the cores were oversubscribed.
     """
 
