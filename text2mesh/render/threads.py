@@ -5,8 +5,8 @@ renderer runs a few hundred small, memory-bound PyTorch ops per call, each a for
 several intra-op threads are used. When the CPU is heavily oversubscribed a descheduled worker
 stalls every op (a render that needs 0.1 s on one thread was measured to need 1-4 s on two
 with six processes sharing two cores), and forcing one thread helps; on a normally loaded
-machine two threads are faster (scripts/bench_render.py --threads 2: 0.037 s with the caller's
-2 threads vs 0.050 s forced to 1). ``torch.set_num_threads`` is process-wide, so this is not
+machine two threads are faster (scripts/bench_render.py --threads 2: 0.032 s with the caller's
+2 threads vs 0.052 s forced to 1). ``torch.set_num_threads`` is process-wide, so this is not
 safe with several Python threads rendering at once.
 """
 
