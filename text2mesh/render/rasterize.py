@@ -81,8 +81,9 @@ class Fragments:
         pixel_front: [N] bool, packed ``front_facing``.
         pixel_vertices: [3, N] int64, the vertices (indices into V) of each covered pixel's
             face, corner by corner.
-        pixel_corners: [4, 3, N] float, their clip-space positions: rows x, y, z, w of
-            corners 0, 1, 2 (differentiable).
+        pixel_corners: (x, y, z, w), each [3, N] float: their clip-space coordinates, corner
+            by corner (differentiable; one tuple for every user, so that on the way back the
+            coordinates' gradients meet before they are stacked).
         clip_soa: [4, B*V] the rasterized clip-space vertices as rows x, y, z, w, view after
             view (column ``b * V + v``): the view of ``clip_vertices`` that ``pixel_corners``
             were taken from (:func:`take_columns`). Take further differentiable columns from
@@ -103,7 +104,7 @@ class Fragments:
     pixel_depth: Tensor
     pixel_front: Tensor
     pixel_vertices: Tensor
-    pixel_corners: Tensor
+    pixel_corners: tuple[Tensor, Tensor, Tensor, Tensor]
     clip_soa: Tensor
     faces: Tensor
     face_orientation: Tensor
@@ -233,7 +234,7 @@ def rasterize(
     pixel_vertices = _columns(faces.index_select(0, pixel_face))  # [3, N]
     pixel_view = torch.div(pixel_index, height * width, rounding_mode="floor")
     rows = pixel_view * num_vertices + pixel_vertices
-    pixel_corners = take_columns(clip_soa, rows.view(-1)).view(4, 3, -1)
+    pixel_corners = take_columns(clip_soa, rows.view(-1)).view(4, 3, -1).unbind(0)
     pixel_bary, pixel_depth, pixel_front = _pixel_bary_depth(
         pixel_corners, pixel_index, pixel_view, image_size
     )
@@ -779,15 +780,14 @@ def _pixel_bary_depth(
     division by w anywhere, so corners behind the camera are fine.
 
     Args:
-        corners: [4, 3, N] clip-space corners of the face seen at each pixel (rows x, y, z, w
-            of corners 0, 1, 2).
+        corners: (x, y, z, w) [3, N] each: clip-space corners of the face seen at each pixel.
         pixel_index: [N] int64 flat indices into B*H*W; pixel_view: [N] int64 their views.
     Returns:
-        (bary [N, 3], depth [N]) in corners.dtype, and front [N] bool (the face is
+        (bary [N, 3], depth [N]) in the corners' dtype, and front [N] bool (the face is
         counter-clockwise on screen).
     """
     x, y, _, w = corners  # each [3 corners, N]
-    px, py = pixel_centers_ndc(pixel_index, image_size, corners.dtype, pixel_view)
+    px, py = pixel_centers_ndc(pixel_index, image_size, x.dtype, pixel_view)
     e = _edge_values(x - w * px, y - w * py)  # [3, N]
     total = e.sum(0)
     bary = e / total

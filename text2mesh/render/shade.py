@@ -94,14 +94,14 @@ def pixel_normals(fragments: Fragments, projection: Tensor, two_sided: bool = Tr
     linear = projection[:, [0, 1, 3]]  # [B, 3, 4]
     if bool(linear[:, :, 3].any()):
         raise ValueError("projection must be perspective: rows x, y and w without translation")
-    corners = fragments.pixel_corners  # [4, 3, N]
-    linear = linear[:, :, :3].to(corners)
+    corners = fragments.pixel_corners  # (x, y, z, w) [3, N] each
+    linear = linear[:, :, :3].to(corners[0])
     det = torch.linalg.det(linear)  # [B]
     to_camera = linear.mT / det[:, None, None]  # [B, 3, 3]: A^T / det A
     # (x, y, w) of the edges from corner 0, as [N] rows taken by unbinding (why: picking
     # single rows costs a zero-filled gradient buffer per pick on the way back; an unbind's
     # backward is one stack)
-    (x0, x1, x2), (y0, y1, y2), _, (w0, w1, w2) = (c.unbind(0) for c in corners.unbind(0))
+    (x0, x1, x2), (y0, y1, y2), _, (w0, w1, w2) = (c.unbind(0) for c in corners)
     first = (x1 - x0, y1 - y0, w1 - w0)
     second = (x2 - x0, y2 - y0, w2 - w0)
     clip_normal = torch.stack(_cross(first, second))  # [3, N]
