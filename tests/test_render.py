@@ -22,13 +22,16 @@ from text2mesh.render import (
     camera_centers,
     face_neighbors,
     face_orientation,
+    gather_face_values,
     interpolate,
+    interpolate_packed,
     is_closed_and_oriented,
     mesh_edges,
     pixel_normals,
     rasterize,
     sh_lighting,
     transform_vertices,
+    unpack,
 )
 from text2mesh.views import Cameras, cameras_from_angles
 
@@ -362,6 +365,14 @@ def test_sh_lighting_matches_text2mesh_formula():
     )
     expected = 0.28209479177 + 0.4886025119 * normals.sum(1)
     assert torch.allclose(sh_lighting(normals), expected, atol=1e-6)
+    # normals as [3, N] rows (the renderer's packing) give the same, for any coefficients
+    assert torch.allclose(sh_lighting(normals.t().contiguous(), dim=0), expected, atol=1e-6)
+    second_order = torch.linspace(0.2, 1.0, 9)
+    assert torch.allclose(
+        sh_lighting(normals.t().contiguous(), second_order, dim=0),
+        sh_lighting(normals, second_order),
+        atol=1e-6,
+    )
     # a face looking straight at the camera, grey 0.5 -> 0.5 * (0.2821 + 0.4886)
     vertices = torch.tensor([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [0.0, 1.0, 0.0]])
     out = Renderer().render(
@@ -750,6 +761,46 @@ def test_interpolate_and_antialias_compose_by_hand():
     assert torch.allclose(smooth[interior].mean(), colors[interior].mean(), atol=0.05)
     per_view = interpolate(vertices.abs().expand(5, -1, -1), faces, fragments)
     assert torch.allclose(per_view, colors)
+
+
+def test_packed_values_are_channels_first_and_flat_shading_takes_the_visible_face():
+    vertices, faces = bumpy_sphere(1)
+    cameras = fitting_views(size=24)
+    clip = transform_vertices(vertices, cameras)
+    fragments = rasterize(clip, faces, cameras.image_size)
+    assert torch.equal(fragments.clip_vertices, clip)  # the planes rasterize read, as [B, V, 4]
+    face_values = torch.rand(len(faces), 2, generator=torch.Generator().manual_seed(1))
+    flat = gather_face_values(face_values, fragments)  # [C, N]
+    assert flat.shape == (2, fragments.pixel_index.numel())
+    image = unpack(flat, fragments, fill=-1.0)  # [B, H, W, C]
+    covered = fragments.mask
+    assert torch.equal(image[covered], face_values[fragments.face_index[covered]])
+    assert bool((image[~covered] == -1).all())
+    per_view = face_values.expand(len(cameras), -1, -1).clone()
+    per_view[1] += 1.0
+    flat_per_view = gather_face_values(per_view, fragments)
+    assert torch.allclose(flat_per_view - flat, (fragments.pixel_view == 1).float().expand(2, -1))
+    smooth = interpolate_packed(vertices, faces, fragments)  # [3, N]: points on the faces
+    assert smooth.shape == (3, fragments.pixel_index.numel())
+
+
+def test_clip_vertices_in_any_layout_give_the_same_fragments():
+    vertices, faces = bumpy_sphere(1)
+    cameras = fitting_views(size=24)
+    planar = transform_vertices(vertices, cameras)  # x, y, z, w planes underneath
+    plain = planar.contiguous()  # [B, V, 4] rows, copied into planes by rasterize
+    assert not plain.permute(2, 0, 1).is_contiguous()
+    a = rasterize(planar, faces, cameras.image_size)
+    b = rasterize(plain, faces, cameras.image_size)
+    assert torch.equal(a.face_index, b.face_index)
+    assert torch.equal(a.bary, b.bary)
+    # gradients reach rows given in either layout alike
+    grads = []
+    for clip in (planar.detach().requires_grad_(True), plain.detach().requires_grad_(True)):
+        fragments = rasterize(clip, faces, cameras.image_size)
+        grads.append(torch.autograd.grad(fragments.pixel_depth.sum(), clip)[0])
+    assert bool(grads[0][..., 3].abs().sum() > 0)
+    assert torch.equal(grads[0], grads[1])
 
 
 # ----------------------------------------------------------------------------- scale & threads
