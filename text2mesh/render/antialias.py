@@ -301,19 +301,18 @@ def _silhouette_edges(fragments: Fragments, edges: Tensor) -> tuple[Tensor, Tens
         silhouette in ``view``: a boundary edge, or its neighbour turns the other way on
         screen. Faces with a vertex behind the camera plane are left out.
     """
-    # face-major [F, B] so that each edge gathers one contiguous row of views (stacked rows:
-    # several times faster on CPU than a transposed copy)
-    orientation = torch.stack(fragments.face_orientation.unbind(0), dim=1)
+    orientation = fragments.face_orientation  # [B, F]
     has_boundary = edges.shape[1] > 0 and int(edges[1].min()) < 0
-    # (the -1 across a boundary is clamped to a valid row here and replaced below; a closed
-    # mesh has none, and its rows are read as they are)
-    sides = (edges[:2].clamp(min=0) if has_boundary else edges[:2]).reshape(-1)
-    own, across = orientation.index_select(0, sides).chunk(2)  # [E, B] each
+    # (the -1 across a boundary is clamped to a valid column here and replaced below; a closed
+    # mesh has none, and its columns are read as they are)
+    sides = edges[:2].clamp(min=0) if has_boundary else edges[:2]
+    own = take_columns(orientation, sides[0])  # [B, E]
+    across = take_columns(orientation, sides[1])
     if has_boundary:
-        across = torch.where((edges[1] < 0)[:, None], -own, across)
+        across = torch.where(edges[1] < 0, -own, across)
     # orientations are -1, 0 or 1: the product is negative where both are known and differ
-    silhouette = (own * across) < 0  # [E, B]
-    view, edge = torch.nonzero(silhouette.t(), as_tuple=True)
+    silhouette = (own * across) < 0  # [B, E]
+    view, edge = torch.nonzero(silhouette, as_tuple=True)
     return view, take_columns(edges[2:], edge)
 
 
