@@ -6,6 +6,10 @@ Four small composable steps, chained by :class:`Renderer`::
     colors = interpolate(vertex_colors, faces, fragments)    # [B, H, W, C]
     image = antialias(image, fragments)                      # silhouette gradients
     rgb = composite(rgb, alpha, background)
+
+The Renderer itself works on the covered pixels only, channels first: ``interpolate_packed``,
+``pixel_normals`` and ``shade`` give [C, N] values for the N covered pixels, which
+``unpack_blend`` turns into antialiased [B, C, H, W] images.
 """
 
 from text2mesh.render.antialias import antialias, face_neighbors, mesh_edges
