@@ -331,6 +331,10 @@ def test_empty_mesh():
         torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64), cameras, torch.zeros(0, 3)
     )
     assert out.images.shape == (1, 3, 8, 8) and torch.all(out.images == 1)
+    # no vertices at all, several views: still one (empty) orientation row per view
+    fragments = rasterize(torch.zeros(3, 0, 4), torch.zeros(0, 3, dtype=torch.int64), (8, 6))
+    assert fragments.face_orientation.shape == (3, 0)
+    assert bool((fragments.face_index == -1).all()) and fragments.face_index.shape == (3, 8, 6)
 
 
 # ----------------------------------------------------------------------------- colours & shading

@@ -36,6 +36,7 @@ Method (vectorized, no Python loop over faces or pixels):
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -227,7 +228,7 @@ def rasterize(
     clip_soa = clip_vertices.permute(2, 0, 1).reshape(4, -1)  # [4, B*V]
     with torch.no_grad():
         keys, orientation = _depth_test(
-            clip_soa.detach(), num_vertices, faces, image_size, max_candidates, orientation, cull
+            clip_soa.detach(), batch, faces, image_size, max_candidates, orientation, cull
         )
         pixel_index = torch.nonzero(keys < _INF_KEY).squeeze(1)
         pixel_face = keys.index_select(0, pixel_index) & _FACE_MASK
@@ -318,9 +319,7 @@ def face_orientation(vertices: Tensor, faces: Tensor, centers: Tensor) -> tuple[
         points = _columns(vertices.detach())  # [3, V]
         v0, v1, v2 = (take_columns(points, faces[:, i]) for i in range(3))  # [3, F] each
         first, second = v1 - v0, v2 - v0
-        a1, a2, a3 = first
-        b1, b2, b3 = second
-        normal = torch.stack([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1])  # [3, F]
+        normal = torch.stack(cross_rows(first, second))  # [3, F]
         offset = (normal * v0).sum(0)  # n . v0; sums to 6x the signed volume
         facing = torch.addmm(-offset, centers.to(normal), normal)  # [B, F] n . (c - v0)
         # rounding bound: |n| may be off by eps |first| |second| (slivers), times |c - v0|
@@ -370,6 +369,13 @@ def take_columns(matrix: Tensor, index: Tensor) -> Tensor:
     return torch.gather(matrix, 1, index.long().expand(matrix.shape[0], -1))
 
 
+def cross_rows(a: Sequence[Tensor], b: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Cross products of vectors given as three [N] rows each -> three [N] rows (why rows:
+    elementwise products of [N] rows are several times faster on CPU than ``linalg.cross``
+    of [N, 3], forward and backward)."""
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
 def _columns(matrix: Tensor) -> Tensor:
     """[..., N, C] -> [..., C, N] contiguous (why: for a few columns, stacking them is 3-7x
     faster on CPU than PyTorch's transposed copy, ``.mT.contiguous()``)."""
@@ -378,7 +384,7 @@ def _columns(matrix: Tensor) -> Tensor:
 
 def _depth_test(
     clip_soa: Tensor,
-    num_vertices: int,
+    batch: int,
     faces: Tensor,
     image_size: tuple[int, int],
     max_candidates: int,
@@ -395,14 +401,14 @@ def _depth_test(
 
     Args:
         clip_soa: [4, B*V] rows x, y, z, w of the clip-space vertices, view after view.
-        num_vertices: V.
+        batch: B.
         orientation, cull: as for :func:`rasterize`.
     Returns:
         keys: [B*H*W] int64 ``float32_bits(w) << 32 | face``; ``_INF_KEY`` or more for
             background.
         orientation: [B, F] int8 screen orientation of every face (see :class:`Fragments`).
     """
-    batch = clip_soa.shape[1] // max(1, num_vertices)
+    num_vertices = clip_soa.shape[1] // max(1, batch)
     num_faces = faces.shape[0]
     height, width = image_size
     plane = height * width
