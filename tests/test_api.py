@@ -101,7 +101,7 @@ def test_presets_load_and_demos_carry_their_prompts():
     assert {"default", "draft", "candle", "horse", "lamp", "vase", "person", "shoe", "alien"} <= names
     candle, person, draft = load_config("candle"), load_config("person"), load_config("draft")
     assert candle.prompts == ["an image of a candle made of colorful crochet"] and candle.optim.seed == 102
-    assert person.field.sigma == 12 and person.field.symmetry and person.guidance.local_crop == [0.1, 0.4]
+    assert person.field.sigma == 12 and person.field.symmetry and person.guidance.local_crop == [0.4, 0.4]
     assert draft.optim.iters < load_config("default").optim.iters
     tiny = load_config("tiny")  # the offline demo: colour only, with the shipped tiny CLIP
     assert tiny.guidance.clip_model == "text2mesh-tiny" and not tiny.field.displacement

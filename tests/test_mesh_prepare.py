@@ -65,7 +65,8 @@ def test_z_up_input_stands_on_y_with_blenders_front_towards_plus_z():
     extent = vertices.max(0).values - vertices.min(0).values
     assert extent[1] == extent.max()  # tallest along y now
     front = vertices[vertices[:, 2] > vertices[:, 2].max() - 1e-6]
-    assert (front[:, 1] > 0.3).all()  # the frontmost points are the nose, high up: it points to +z
+    height = (front[:, 1] - vertices[:, 1].min()) / extent[1]
+    assert (height > 0.75).all()  # the frontmost points are the nose, high up: it points to +z
 
 
 @pytest.mark.parametrize("axis", ["x", "-x", "y", "-y", "z", "-z"])
@@ -78,7 +79,9 @@ def test_every_up_axis_ends_up_pointing_to_plus_y(axis):
     prepared = prepare_mesh(cone, MeshConfig(up_axis=axis, max_edge=None))
     top = prepared.mesh.vertices[:, 1] > prepared.mesh.vertices[:, 1].max() - 1e-4
     assert top.sum() == 1  # the apex alone is on top
-    assert as_trimesh(prepared).center_mass[1] < -0.4  # the heavy base at the bottom
+    y = prepared.mesh.vertices[:, 1]
+    middle, height = float(y.max() + y.min()) / 2, float(y.max() - y.min())
+    assert as_trimesh(prepared).center_mass[1] < middle - 0.2 * height  # the heavy base at the bottom
 
 
 def test_rotate_degrees_turns_the_mesh():
@@ -145,7 +148,9 @@ def test_meshes_above_the_face_budget_are_decimated_with_a_warning(caplog):
     result = as_trimesh(prepared)
     assert result.is_watertight
     assert prepared.mesh.vertices.norm(dim=1).max() <= 1 + 1e-5
-    assert prepared.mesh.vertices.norm(dim=1).min() > 0.95  # still a sphere
+    vertices = prepared.mesh.vertices
+    radii = (vertices - (vertices.max(0).values + vertices.min(0).values) / 2).norm(dim=1)
+    assert radii.min() > 0.95 * radii.max()  # still a sphere
 
 
 def test_colours_follow_subdivision_and_decimation():
@@ -165,7 +170,7 @@ def test_colours_follow_subdivision_and_decimation():
 def test_report_has_one_line_per_step():
     prepared = prepare_mesh(box(), MeshConfig())
     steps = [line.split(":")[0] for line in prepared.report]
-    assert steps == ["load", "clean", "orient", "normalize", "decimate", "subdivide", "colours"]
+    assert steps == ["load", "clean", "orient", "normalize", "decimate", "subdivide", "unit sphere", "colours"]
     assert prepared.source == "<Trimesh>"
 
 

@@ -33,7 +33,7 @@ def assert_valid(prepared: PreparedMesh) -> None:
     assert len(faces) > 0 and torch.isfinite(vertices).all()
     assert faces.min() >= 0 and faces.max() < len(vertices)
     assert vertices.norm(dim=1).max() <= 1 + 1e-4
-    assert len(prepared.report) == 7
+    assert len(prepared.report) == 8
     if prepared.mesh.colors is not None:
         assert prepared.mesh.colors.shape == vertices.shape
         assert ((prepared.mesh.colors >= 0) & (prepared.mesh.colors <= 1)).all()

@@ -53,10 +53,12 @@ def test_loss_is_minus_weighted_cosine(clip):
         emb = clip.encode_images(images).reshape(2, 3, -1).mean(1)
         emb = emb / emb.norm(dim=-1, keepdim=True)
         text = clip.encode_text(["red", "green", "blue"])
-        cos = (emb @ text.T).mean(0)
+        cos = (emb @ text.T).sum(0)  # one -cos per augmentation, as the reference adds them
     expected = -(cos[0] + 0.5 * cos[1] - cos[2])
     assert loss.item() == pytest.approx(2.0 * expected.item(), abs=1e-5)
     assert parts["full"] == pytest.approx(expected.item(), abs=1e-5)
+    mean, _ = objective([Term("full", images, n_views=3, weight=2.0, reduce="mean")])
+    assert mean.item() == pytest.approx(expected.item(), abs=1e-5)  # 2 augmentations: half the sum, times 2
 
 
 def test_positive_target_similarity_rises_negative_falls(clip):
@@ -75,8 +77,8 @@ def test_positive_target_similarity_rises_negative_falls(clip):
         loss.backward()
         opt.step()
     after = sims()
-    assert after[0] > before[0] + 0.05
-    assert after[1] < before[1] - 0.05
+    assert after[0, 0] > before[0, 0] + 0.05
+    assert after[0, 1] < before[0, 1] - 0.05
 
 
 def test_batched_clip_pass_equals_per_augmentation_passes(clip):

@@ -143,10 +143,10 @@ def _load_clip(cfg: Config, device: torch.device):
     return load_clip(g.clip_model, g.clip_pretrained, g.clip_checkpoint, device=device)
 
 
-def _renderer():
+def _renderer(cfg: Config):
     from .render import Renderer
 
-    return Renderer()
+    return Renderer(antialias=cfg.render.antialias)
 
 
 def build_field(cfg: Config, base_vertices: Tensor) -> StyleField:
@@ -168,7 +168,7 @@ def _session(cfg: Config, prepared: PreparedMesh, clip, device: torch.device) ->
     mesh = prepared.mesh.to(device)
     field = build_field(cfg, prepared.mesh.vertices).to(device)
     objective = Objective(clip, check_targets(cfg), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch)
-    problem = StylizeProblem(mesh, field, _renderer(), objective, cfg, clip_size=tuple(clip.image_size))
+    problem = StylizeProblem(mesh, field, _renderer(cfg), objective, cfg, clip_size=tuple(clip.image_size))
     loop = Loop(problem, cfg.optim, generator=torch.Generator().manual_seed(cfg.optim.seed + LOOP_SEED_OFFSET))
     return _Session(cfg, prepared, problem, loop, device)
 

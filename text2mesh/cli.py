@@ -83,6 +83,8 @@ _target_options = _stacked(
 _mesh_options = _stacked(
     click.option("--up-axis", type=click.Choice(["x", "y", "z", "-x", "-y", "-z"]),
                  help="Axis of the input that points up (default y; Blender exports: z)."),
+    click.option("--front-axis", type=click.Choice(["x", "y", "z", "-x", "-y", "-z"]),
+                 help="Axis of the input that the object faces, turned to where the presets look (default: +z)."),
     click.option("--max-edge", type=click.FloatRange(min=0), metavar="L",
                  help="Split edges longer than L (unit-sphere units; 0: off). Sets the style's resolution."),
     click.option("--max-faces", type=click.IntRange(min=0), metavar="N",
@@ -92,11 +94,13 @@ _mesh_options = _stacked(
 )
 
 
-def _mesh_overrides(up_axis, max_edge, max_faces, no_clean) -> dict:
+def _mesh_overrides(up_axis, front_axis, max_edge, max_faces, no_clean) -> dict:
     """Mesh flags -> a partial config dict; 0 turns a limit off."""
     out: dict = {}
     if up_axis is not None:
         out["up_axis"] = up_axis
+    if front_axis is not None:
+        out["front_axis"] = front_axis
     if max_edge is not None:
         out["max_edge"] = max_edge or None
     if max_faces is not None:
@@ -123,13 +127,13 @@ def _mesh_overrides(up_axis, max_edge, max_faces, no_clean) -> dict:
 @_mesh_options
 def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, clip_pretrained, clip_checkpoint,
             device, prompts, image_prompts, negatives, settings, overwrite, resume_dir, quiet,
-            up_axis, max_edge, max_faces, no_clean) -> None:
+            up_axis, front_axis, max_edge, max_faces, no_clean) -> None:
     """Stylize MESH so it looks like PROMPT; writes a run folder (mesh files, renders, losses)."""
     from . import api
     from .config import load_config, merge_dicts
     from .run import default_run_dir
 
-    mesh_flags = _mesh_overrides(up_axis, max_edge, max_faces, no_clean)
+    mesh_flags = _mesh_overrides(up_axis, front_axis, max_edge, max_faces, no_clean)
     if resume_dir is not None:
         if mesh or prompt or prompts or image_prompts or negatives or preset or config_file or settings or mesh_flags:
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --iters/--device/--quiet)")

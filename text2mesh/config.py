@@ -28,6 +28,8 @@ class MeshConfig:
     """How the input mesh is loaded and prepared."""
 
     up_axis: Literal["x", "y", "z", "-x", "-y", "-z"] = "y"  # input axis that points up
+    # input axis the object faces (turned to +z, where the presets look); None: as loaded
+    front_axis: Literal["x", "y", "z", "-x", "-y", "-z"] | None = None
     rotate_degrees: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0])  # extra xyz Euler rotation
     clean: bool = True  # drop NaN/degenerate/duplicate faces, merge duplicate vertices
     max_edge: float | None = 0.045  # split edges longer than this (normalized units, radius 1; ~4 px in a 224² view); None: off
@@ -55,6 +57,9 @@ class RenderConfig:
     resolution: int = 224  # square render size before augmentation
     background: list[float] = dataclasses.field(default_factory=lambda: [1.0, 1.0, 1.0])
     lighting: Literal["sh", "unlit"] = "sh"
+    # Blend silhouette edges of the renders CLIP sees: smoother edges, and gradients that move
+    # vertices at silhouettes (the reference's renderer fed none into the loss).
+    antialias: bool = True
 
 
 @dataclass
@@ -70,7 +75,8 @@ class FieldConfig:
     symmetry: bool = False  # feed |coordinate| along symmetry_axis so left/right halves match
     symmetry_axis: Literal["x", "y", "z"] = "x"  # mirror axis; x for a y-up mesh facing +z
     standardize: bool = False  # per-axis standardization of the inputs
-    progressive: bool = False  # progressive unmasking of frequency bands
+    progressive: bool = False  # unmask frequency bands from low to high (the reference's object demos; see field/encoding.py)
+    progressive_ramp: float = 0.06  # fraction of the run after which every band is unmasked (its demos: 6%)
     colors: bool = True  # predict colour
     displacement: bool = True  # predict displacement
     # Matrix products of the MLP: "bf16" autocast (fp32 weights and outputs), "fp32", or "auto":
@@ -88,10 +94,17 @@ class GuidanceConfig:
     clip_checkpoint: str | None = None
     n_augs: int = 1  # full-view augmentations per view
     n_local_augs: int = 4  # local-crop augmentations
-    local_crop: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.1])  # area range of local crops
+    # Crop areas (min, max fraction of the image, drawn uniformly) of the local colour crops and
+    # of the grey geometry crops. The reference draws neither: its crops are fixed at its flags'
+    # max (colour) and min (geometry), 0.1/0.1 for objects and 0.4/0.1 for people.
+    local_crop: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.1])
+    geometry_crop: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.1])
+    # what the perspective warp uncovers: white, as the reference (whatever the background); null: the background
+    fill: list[float] | None = dataclasses.field(default_factory=lambda: [1.0, 1.0, 1.0])
     perspective_distortion: float = 0.5
     perspective_p: float = 0.8
     geometry_loss: bool = True  # local crops of grey renders judge displacements
+    # Each term is a sum over its augmentations (one -cos each, as the reference), times its weight.
     full_weight: float = 1.0
     local_weight: float = 1.0
     geometry_weight: float = 1.0
@@ -218,8 +231,12 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "field.width": (1, 65536),
     "field.depth": (0, 64),
     "field.head_depth": (0, 64),
+    "field.progressive_ramp": (1e-6, 1),
     "guidance.n_augs": (0, 1024),
     "guidance.n_local_augs": (0, 1024),
+    "guidance.local_crop": (1e-4, 1),
+    "guidance.geometry_crop": (1e-4, 1),
+    "guidance.fill": (0, 1),
     "guidance.clip_batch": (1, 1 << 20),
     "optim.iters": (0, 10_000_000),
     "optim.lr": (0, 10),

@@ -264,7 +264,7 @@ class ImagineProblem:
         cutouts = make_cutouts(
             image, self.schedule.n, self.clip_size, scales, full=self.schedule.full, generator=generator
         )
-        return self.objective([Term("cutouts", cutouts, 1)])
+        return self.objective([Term("cutouts", cutouts, 1, reduce="mean")])
 
 
 def _init_tensor(cfg: Config) -> Tensor | None:

@@ -1,8 +1,14 @@
 """One stylization iteration as a :class:`~text2mesh.optimize.Problem`.
 
-Per iteration: field(xyz) -> colours and displacements -> displaced vertices -> sample views ->
-ONE rasterization shading two colour passes (styled colours, plain grey) -> augmentations of
-both -> one batched CLIP call inside the objective -> one scalar loss.
+Per iteration: field(xyz) -> colours and displacements -> displaced vertices, normalized again
+to the unit sphere -> sample views -> ONE rasterization shading two colour passes (styled
+colours, plain grey) -> augmentations of both -> one batched CLIP call inside the objective ->
+one scalar loss: as the reference, one ``-cos`` per augmentation (1 full view, n local crops of
+the colour renders, n crops of the grey renders), each term times its weight.
+
+Where we differ from the reference on purpose: the grey pass is drawn from the same cameras as
+the colour pass (one rasterization shades both); the reference samples new cameras for it.
+Both are unbiased estimates of the same expected loss over the view distribution.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from .augment import AugmentSpec, augment
 from .config import Config
 from .field import StyleField, displace
 from .guidance.objective import Objective, Term
-from .mesh import Mesh, vertex_normals
+from .mesh import Mesh, unit_sphere, vertex_normals
 from .views import cameras_from_angles, orbit_views, sample_front_views
 
 GREY = 0.5
@@ -28,7 +34,9 @@ class Styled:
     """The field's output on a mesh.
 
     Attributes:
-        colors: [V, 3] in [0, 1]; displacement: [V] (normalized units); vertices: [V, 3] displaced.
+        colors: [V, 3] in [0, 1]; displacement: [V] (normalized units, along the base normals);
+        vertices: [V, 3] displaced, then normalized again (vertex mean 0, farthest vertex at
+        radius 1, like the base mesh), so what is rendered and exported keeps the base's size.
     """
 
     colors: Tensor
@@ -58,7 +66,7 @@ def style_mesh(
     colors, displacement = field.decode(features)
     if base_colors is not None:
         colors = (base_colors + (colors - GREY)).clamp(0.0, 1.0)
-    return Styled(colors, displacement, displace(mesh.vertices, normals, displacement))
+    return Styled(colors, displacement, unit_sphere(displace(mesh.vertices, normals, displacement)))
 
 
 def sample_view_angles(cfg: Config, generator: torch.Generator, *, device) -> tuple[Tensor, Tensor]:
@@ -102,7 +110,8 @@ class StylizeProblem:
         self.normals = vertex_normals(mesh.vertices, mesh.faces).detach()
         base = mesh.colors if (cfg.mesh.use_input_colors and mesh.colors is not None) else None
         self.base_colors = None if base is None else base.to(self.device)
-        self.background = torch.tensor(cfg.render.background, dtype=torch.float32, device=self.device)
+        fill = cfg.render.background if cfg.guidance.fill is None else cfg.guidance.fill
+        self.fill = torch.tensor(fill, dtype=torch.float32, device=self.device)
         self._features: Tensor | None = None
 
     def parameters(self):
@@ -116,8 +125,8 @@ class StylizeProblem:
         self._features = None
 
     def features(self, progress: float) -> Tensor:
-        """The field's input features, computed once when they do not change over training."""
-        if not self.field.features_are_constant:
+        """The field's input features, computed once when they no longer change over training."""
+        if not self.field.features_constant_from(progress):
             return self.field.encode(self.mesh.vertices, progress)
         if self._features is None:
             with torch.no_grad():
@@ -159,19 +168,25 @@ class StylizeProblem:
         return out.images
 
     def terms(self, images: Tensor, generator: torch.Generator) -> list[Term]:
-        """Augment the passes into the objective's terms (full views, local crops, geometry)."""
+        """Augment the passes into the objective's terms (full views, local crops, geometry).
+
+        Each term's augmentations add up (the reference's balance: with 1 full-view and 4
+        local augmentations, full : local : geometry weigh 1 : 4 : 4 before the term weights).
+        """
         g = self.cfg.guidance
         n_views = images.shape[1]
         color = images[0]
         common = {"distortion": g.perspective_distortion, "p": g.perspective_p}
+        kwargs = {"size": self.clip_size, "fill": self.fill, "generator": generator}
+        full = AugmentSpec(g.n_augs, scale=(1.0, 1.0), **common)
         local = AugmentSpec(g.n_local_augs, scale=tuple(g.local_crop), **common)
-        kwargs = {"size": self.clip_size, "fill": self.background, "generator": generator}
         terms = [
-            Term("full", augment(color, AugmentSpec(g.n_augs, scale=(1.0, 1.0), **common), **kwargs), n_views, g.full_weight),
+            Term("full", augment(color, full, **kwargs), n_views, g.full_weight),
             Term("local", augment(color, local, **kwargs), n_views, g.local_weight),
         ]
         if images.shape[0] > 1:
-            terms.append(Term("geometry", augment(images[1], local, **kwargs), n_views, g.geometry_weight))
+            geometry = AugmentSpec(g.n_local_augs, scale=tuple(g.geometry_crop), **common)
+            terms.append(Term("geometry", augment(images[1], geometry, **kwargs), n_views, g.geometry_weight))
         return terms
 
     @property

@@ -57,7 +57,7 @@ class StyleField(nn.Module):
         self.register_buffer("input_mean", mean)
         self.register_buffer("input_std", std)
         self.encoding = FourierFeatures(
-            3, cfg.n_frequencies, cfg.sigma, progressive=cfg.progressive, generator=generator
+            3, cfg.n_frequencies, cfg.sigma, progressive=cfg.progressive, ramp=cfg.progressive_ramp, generator=generator
         )
         with _seeded(generator):
             trunk = [nn.Linear(self.encoding.out_dim, cfg.width), nn.ReLU(inplace=True)]
@@ -82,16 +82,15 @@ class StyleField(nn.Module):
             xyz: [V, 3] float32 vertex positions (normalized frame).
             progress: training progress in [0, 1] for the progressive encoding.
         Returns:
-            [V, 3 + 2K] features (constant over training unless the encoding is progressive,
-            so callers may compute them once; see :attr:`features_are_constant`).
+            [V, 3 + 2K] features (constant once the progressive encoding is fully open, so
+            callers may compute them once; see :meth:`features_constant_from`).
         """
         x = (self._mirror(xyz) - self.input_mean) / self.input_std
         return self.encoding(x, progress)
 
-    @property
-    def features_are_constant(self) -> bool:
-        """True when :meth:`encode` does not depend on ``progress``."""
-        return not self.cfg.progressive
+    def features_constant_from(self, progress: float) -> bool:
+        """True when :meth:`encode` gives the same features at ``progress`` and after."""
+        return self.encoding.is_constant_from(progress)
 
     def decode(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Colours and displacements from :meth:`encode`'s features.

@@ -5,7 +5,9 @@ prompts, image prompts ``"file[:weight]"`` and negatives (weight -1) — all one
 Their unit embeddings are computed once. Each iteration hands the :class:`Objective` a few
 :class:`Term` s (full views, local crops, grey geometry crops), every term a batch of augmented
 images with a weight; all images of all terms go through CLIP in one batched call, and the
-result is one scalar: the weighted sum of ``-sum_t w_t * cos(image embedding, target t)``.
+result is one scalar: the weighted sum over terms of ``-sum_t w_t * cos(image embedding, target t)``
+summed over the term's augmentations (Text2Mesh's loss: one ``-cos`` per augmentation) or
+averaged over them (the 2D mode's cutouts).
 """
 
 from __future__ import annotations
@@ -117,12 +119,15 @@ class Term:
         images: [A * B, 3, h, w] float in [0, 1]; index ``a * B + b`` is augmentation a of view b.
         n_views: B (embeddings are averaged over these when averaging == "views").
         weight: the term's weight in the total loss.
+        reduce: how the A augmentations' losses combine: "sum" (Text2Mesh: each augmentation
+            is one ``-cos`` in the loss, so a term with 4 crops weighs 4 full views) or "mean".
     """
 
     name: str
     images: Tensor
     n_views: int
     weight: float = 1.0
+    reduce: Literal["sum", "mean"] = "sum"
 
 
 class Objective:
@@ -175,22 +180,25 @@ class Objective:
         return torch.cat([self.clip.encode_images(c) for c in images.split(self.chunk_size)])
 
     def similarity(self, embeddings: Tensor, n_views: int) -> Tensor:
-        """Cosine similarities to every target.
+        """Cosine similarities to every target, per augmentation.
 
         Args:
             embeddings: [A * B, D] image embeddings of one term.
             n_views: B.
         Returns:
-            [T] mean cosine per target (over augmentations, and over views when not averaging).
+            [A, T] cosine per augmentation and target: of the view-averaged embedding when
+            averaging == "views", else the mean over the B views of each view's cosine.
         """
         d = embeddings.shape[-1]
         e = embeddings.float().reshape(-1, n_views, d)
-        e = e.mean(dim=1) if self.averaging == "views" else e.reshape(-1, d)
-        return (F.normalize(e, dim=-1) @ self.target_embeddings.T).mean(dim=0)
+        if self.averaging == "views":
+            return F.normalize(e.mean(dim=1), dim=-1) @ self.target_embeddings.T
+        return (F.normalize(e, dim=-1) @ self.target_embeddings.T).mean(dim=1)
 
-    def term_loss(self, embeddings: Tensor, n_views: int) -> Tensor:
-        """Scalar ``-sum_t w_t * cos_t`` of one term."""
-        return -(self.similarity(embeddings, n_views) * self.weights).sum()
+    def term_loss(self, embeddings: Tensor, n_views: int, reduce: Literal["sum", "mean"] = "sum") -> Tensor:
+        """Scalar ``-sum_t w_t * cos_t`` of one term, summed or averaged over its augmentations."""
+        per_augmentation = -(self.similarity(embeddings, n_views) * self.weights).sum(dim=1)
+        return per_augmentation.sum() if reduce == "sum" else per_augmentation.mean()
 
     def __call__(self, terms: Sequence[Term]) -> tuple[Tensor, dict[str, float]]:
         """Total loss of an iteration.
@@ -207,7 +215,7 @@ class Objective:
         total = embeddings.new_zeros(())
         parts: dict[str, float] = {}
         for term, emb in zip(terms, embeddings.split(sizes)):
-            value = self.term_loss(emb, term.n_views)
+            value = self.term_loss(emb, term.n_views, term.reduce)
             parts[term.name] = float(value.detach())
             total = total + term.weight * value
         return total, parts

@@ -2,7 +2,7 @@
 
 from .io import SUPPORTED_SUFFIXES, load_trimesh
 from .prepare import PreparedMesh, Transform, prepare_mesh
-from .structures import Mesh, face_areas, face_normals, vertex_normals
+from .structures import Mesh, face_areas, face_normals, unit_sphere, vertex_normals
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -13,5 +13,6 @@ __all__ = [
     "face_normals",
     "load_trimesh",
     "prepare_mesh",
+    "unit_sphere",
     "vertex_normals",
 ]

@@ -9,10 +9,13 @@
 4. normalize: centre the bounding box at the origin and scale the farthest vertex to radius 1;
 5. decimate: quadric simplification down to ``max_faces`` (with a logged warning);
 6. subdivide: split edges longer than ``max_edge`` (normalized units);
-7. colours: keep the file's vertex colours, if any.
+7. unit sphere: centre on the vertex mean, farthest vertex at radius 1 (the reference's
+   normalization, which the stylizer repeats on every displaced mesh, so the undisplaced mesh
+   renders exactly as prepared);
+8. colours: keep the file's vertex colours, if any.
 
-The :class:`Transform` from steps 3-4 is kept exactly (float64), so results can be written
-back in the input's own frame.
+The :class:`Transform` from steps 3, 4 and 7 is kept exactly (float64), so results can be
+written back in the input's own frame.
 
 Defaults (``MeshConfig``): the renderer's cameras sit at distance 2 with a 60° field of view,
 so a 224-pixel view spans about 2.3 normalized units, ~0.01 units per pixel. ``max_edge=0.045``
@@ -41,7 +44,7 @@ from ..errors import MeshError
 from .io import flatten_geometry, load_trimesh
 from .structures import Mesh
 
-__all__ = ["PreparedMesh", "Transform", "euler_rotation", "prepare_mesh", "up_axis_rotation"]
+__all__ = ["PreparedMesh", "Transform", "euler_rotation", "front_axis_rotation", "prepare_mesh", "up_axis_rotation"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,8 @@ class Transform:
 
     Attributes:
         rotation: 3x3 orthonormal matrix (row-major nested tuples), applied first.
-        center: the centre of the rotated input's bounding box, in rotated input units.
+        center: the rotated input's point that becomes the origin (the prepared mesh's vertex
+            mean), in rotated input units.
         scale: normalized units per input unit.
     """
 
@@ -193,6 +197,29 @@ def up_axis_rotation(up_axis: str) -> np.ndarray:
     return _rotation_z(sign * math.pi / 2)
 
 
+def front_axis_rotation(front_axis: str | None, up: np.ndarray) -> np.ndarray:
+    """[3, 3] float64 rotation about +y taking ``front_axis`` (an input axis, after ``up``) to +z.
+
+    Args:
+        front_axis: "x", "-z", ... the input's axis that the object faces; None: no rotation.
+        up: the up-axis rotation applied before (from :func:`up_axis_rotation`).
+    Raises:
+        MeshError: an unknown axis, or one along the up axis.
+    """
+    if front_axis is None:
+        return np.eye(3)
+    axis = str(front_axis).strip().lower()
+    name = axis.lstrip("+-")
+    if name not in _AXES:
+        raise MeshError(f"unknown front axis {front_axis!r}; use one of x, y, z, -x, -y, -z")
+    direction = np.zeros(3)
+    direction[_AXES[name]] = -1.0 if axis.startswith("-") else 1.0
+    x, y, z = up @ direction
+    if abs(y) > 0.5:
+        raise MeshError(f"front axis {front_axis} is the up axis (or its opposite); name a horizontal axis")
+    return _rotation_y(math.atan2(-x, z))
+
+
 def euler_rotation(degrees: list[float] | tuple[float, ...]) -> np.ndarray:
     """[3, 3] float64 rotation about x, then y, then z (fixed axes) by the given degrees."""
     try:
@@ -253,7 +280,8 @@ def prepare_mesh(
             vertices, zero extent, no non-degenerate faces, or face indices out of range.
     """
     cfg = cfg or MeshConfig()
-    rotation = euler_rotation(cfg.rotate_degrees) @ up_axis_rotation(cfg.up_axis)
+    up = up_axis_rotation(cfg.up_axis)
+    rotation = euler_rotation(cfg.rotate_degrees) @ front_axis_rotation(cfg.front_axis, up) @ up
     _check_limits(cfg)
     arrays, name = _read_source(source)
     colours = "with" if arrays.colors is not None else "no"
@@ -266,7 +294,10 @@ def prepare_mesh(
         _check_finite(arrays, name)
         line = f"clean: off (only {n_unreferenced} unreferenced vertices dropped)"
     report.append(line)
-    report.append(f"orient: up axis {cfg.up_axis} -> +y, then rotate xyz {list(map(float, cfg.rotate_degrees))} degrees")
+    front = f", front axis {cfg.front_axis} -> +z" if cfg.front_axis else ""
+    report.append(
+        f"orient: up axis {cfg.up_axis} -> +y{front}, then rotate xyz {list(map(float, cfg.rotate_degrees))} degrees"
+    )
     transform = _normalizing_transform(arrays.vertices, arrays.faces, rotation, name)
     arrays = _Arrays(transform.to_normalized(arrays.vertices), arrays.faces, arrays.colors)
     report.append(
@@ -277,7 +308,8 @@ def prepare_mesh(
     report.append(line)
     arrays, line = _subdivide(arrays, cfg.max_edge, cfg.max_faces)
     report.append(line)
-    arrays, transform = _renormalize(arrays, transform)
+    arrays, transform = _unit_sphere(arrays, transform)
+    report.append(f"unit sphere: centred on the vertex mean, farthest vertex at radius 1 (scale {transform.scale:.6g})")
     report.append(_colors_line(arrays, cfg))
     for entry in report:
         log.info("%s", entry)
@@ -547,13 +579,21 @@ def _estimated_faces(lengths: np.ndarray, max_edge: float) -> float:
     return float(np.sum(splits**2))
 
 
-def _renormalize(arrays: _Arrays, transform: Transform) -> tuple[_Arrays, Transform]:
-    """Rescale so the farthest vertex is at radius 1 again (decimation may move vertices outwards)."""
-    radius = float(np.sqrt(np.max(np.sum(arrays.vertices**2, axis=1))))
-    if radius <= 1.0 + 1e-6:
-        return arrays, transform
-    fixed = Transform(rotation=transform.rotation, center=transform.center, scale=transform.scale / radius)
-    return _Arrays(arrays.vertices / radius, arrays.faces, arrays.colors), fixed
+def _unit_sphere(arrays: _Arrays, transform: Transform) -> tuple[_Arrays, Transform]:
+    """Centre on the vertex mean and scale the farthest vertex to radius 1, updating the transform.
+
+    Same result as :func:`text2mesh.mesh.structures.unit_sphere` (which the stylizer applies to
+    displaced meshes), in float64 and with the transform kept exact.
+    """
+    mean = arrays.vertices.mean(axis=0)
+    centred = arrays.vertices - mean
+    radius = float(np.sqrt(np.max(np.sum(centred**2, axis=1))))
+    fixed = Transform(
+        rotation=transform.rotation,
+        center=tuple(float(c) for c in np.asarray(transform.center) + mean / transform.scale),
+        scale=transform.scale / radius,
+    )
+    return _Arrays(centred / radius, arrays.faces, arrays.colors), fixed
 
 
 def _colors_line(arrays: _Arrays, cfg: MeshConfig) -> str:

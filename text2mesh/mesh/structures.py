@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Mesh", "face_areas", "face_normals", "vertex_normals"]
+__all__ = ["Mesh", "face_areas", "face_normals", "unit_sphere", "vertex_normals"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,21 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-
     summed = summed.index_add(0, faces.reshape(-1), cross.repeat_interleave(3, dim=0))
     length = torch.linalg.vector_norm(summed, dim=-1, keepdim=True)
     return summed / length.clamp_min(eps)
+
+
+def unit_sphere(vertices: torch.Tensor) -> torch.Tensor:
+    """Centre on the vertex mean and scale the farthest vertex to radius 1 (differentiably).
+
+    The reference's normalization: the base mesh gets it once, and the stylizer applies it
+    again to every displaced mesh before rendering, so growing is no way to score.
+
+    Args:
+        vertices: [V, 3] float (V >= 1).
+
+    Returns:
+        [V, 3] same dtype/device; vertex mean 0, largest distance to the origin 1 (a mesh
+        collapsed to one point stays at the origin).
+    """
+    centred = vertices - vertices.mean(dim=0, keepdim=True)
+    radius = torch.linalg.vector_norm(centred, dim=-1).max()
+    return centred / radius.clamp_min(torch.finfo(vertices.dtype).tiny)
