@@ -151,10 +151,26 @@ def augment(
         return images.new_zeros(0, images.shape[1], *size)
     boxes = sample_crop_boxes(n, spec.scale, spec.ratio, generator=generator)
     homographies = sample_perspectives(n, spec.distortion, spec.p, generator=generator)
+    return warp(images.repeat(spec.n, 1, 1, 1), boxes, homographies, size=size, fill=fill)
+
+
+def warp(
+    images: Tensor, boxes: Tensor, homographies: Tensor, *, size: tuple[int, int], fill: Tensor | None = None
+) -> Tensor:
+    """Crop each image to its box, then warp it by its homography, in one resampling.
+
+    Args:
+        images: [n, C, H, W] float.
+        boxes: [n, 4] from :func:`sample_crop_boxes`; homographies: [n, 3, 3] from
+            :func:`sample_perspectives`.
+        size: (h, w) of the outputs.
+        fill: [C] colour of the pixels the warp uncovers (default: zeros).
+    Returns:
+        [n, C, h, w], differentiable with respect to ``images``.
+    """
     grid, inside = sampling_grids(boxes, homographies, size)
     grid, inside = grid.to(images.device, images.dtype), inside.to(images.device, images.dtype)
-    source = images.repeat(spec.n, 1, 1, 1)
-    out = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if fill is None:
         return out * inside
     fill = fill.to(images.device, images.dtype).reshape(1, -1, 1, 1)
