@@ -71,6 +71,16 @@ def test_progressive_mask_unmasks_low_frequencies_first():
     assert torch.all(out[:, 3 + 4 : 3 + 8] == 0) and torch.all(out[:, 3 + 8 + 4 :] == 0)
 
 
+def test_progressive_encoding_opens_every_band_within_its_ramp():
+    # the reference's demos: all bands open after ~6% of the run, whatever its length
+    enc = FourierFeatures(3, 8, 5.0, progressive=True, ramp=0.06, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(4, 3)
+    half = enc(x, progress=0.03)
+    assert torch.all(half[:, 3 + 4 : 3 + 8] == 0) and torch.all(half[:, 3:7] != 0)
+    assert not enc.is_constant_from(0.059) and enc.is_constant_from(0.06)
+    assert torch.equal(enc(x, progress=0.06), FourierFeatures(3, 8, 5.0, generator=torch.Generator().manual_seed(0))(x))
+
+
 def test_symmetry_gives_mirror_images_the_same_style():
     field = StyleField(small_cfg(symmetry=True, symmetry_axis="x"), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

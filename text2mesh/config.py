@@ -57,9 +57,12 @@ class RenderConfig:
     resolution: int = 224  # square render size before augmentation
     background: list[float] = dataclasses.field(default_factory=lambda: [1.0, 1.0, 1.0])
     lighting: Literal["sh", "unlit"] = "sh"
-    # Blend silhouette edges of the renders CLIP sees: smoother edges, and gradients that move
-    # vertices at silhouettes (the reference's renderer fed none into the loss).
-    antialias: bool = True
+    # Blend the silhouette edges of the renders CLIP sees, which gives vertices gradients at
+    # silhouettes. Off, as in the reference (its renderer fed none into the loss): with them a
+    # colour-minded CLIP scores by covering more pixels. Measured with text2mesh-tiny, "a red
+    # object", default preset, 60 iterations on meshes/human.obj: on, every vertex went to the
+    # +normratio bound (volume x3.91, area x2.45 after re-normalization); off, volume x0.55.
+    antialias: bool = False
 
 
 @dataclass
