@@ -10,6 +10,7 @@ import trimesh
 
 from text2mesh.config import load_config
 from text2mesh.guidance import random_clip
+from text2mesh.render import Renderer
 
 # Small everything: renders, field, views, crops; no turntable; frequent checkpoints.
 TINY_SETTINGS = {
@@ -58,3 +59,17 @@ def tiny_clip():
 def save_tiny_clip_weights(path: Path) -> Path:
     torch.save(tiny_clip().model.state_dict(), path)
     return path
+
+
+class RecordingRenderer(Renderer):
+    """A Renderer that keeps what each call drew: ``vertices`` [V, 3] and ``calls`` (the colours)."""
+
+    def __init__(self):
+        super().__init__()
+        self.vertices = []
+        self.calls = []
+
+    def render(self, vertices, faces, cameras, colors, **kw):
+        self.vertices.append(vertices.detach().clone())
+        self.calls.append(colors.detach().clone())
+        return super().render(vertices, faces, cameras, colors, **kw)

@@ -16,16 +16,30 @@ import torch
 import torch.nn.functional as F
 import trimesh
 from scipy import stats
-from stylize_helpers import INPUT_SCALE, tiny_clip, tiny_config, write_tiny_mesh
-from torchvision.transforms import InterpolationMode, RandomPerspective, RandomResizedCrop
+from stylize_helpers import (
+    INPUT_SCALE,
+    RecordingRenderer,
+    tiny_clip,
+    tiny_config,
+    write_tiny_mesh,
+)
+from torchvision.transforms import (
+    InterpolationMode,
+    RandomPerspective,
+    RandomResizedCrop,
+)
 from torchvision.transforms import functional as TF
 
 import text2mesh
 from text2mesh import api
-from text2mesh.augment import homography_from_points, sample_crop_boxes, sample_perspectives, warp
+from text2mesh.augment import (
+    homography_from_points,
+    sample_crop_boxes,
+    sample_perspectives,
+    warp,
+)
 from text2mesh.config import MeshConfig, load_config
 from text2mesh.mesh import prepare_mesh, vertex_normals
-from text2mesh.render import Renderer
 from text2mesh.stylizer import sample_view_angles
 
 SIZE = 224
@@ -208,16 +222,6 @@ def test_term_weights_scale_their_terms_on_top(clip, tmp_path):
 
 
 # --- normalization after displacement --------------------------------------------------------
-
-
-class RecordingRenderer(Renderer):
-    def __init__(self):
-        super().__init__()
-        self.vertices = []
-
-    def render(self, vertices, faces, cameras, colors, **kw):
-        self.vertices.append(vertices.detach().clone())
-        return super().render(vertices, faces, cameras, colors, **kw)
 
 
 def test_every_rendered_mesh_has_zero_vertex_mean_and_unit_radius(clip, tmp_path):

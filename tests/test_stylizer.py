@@ -1,20 +1,9 @@
 import pytest
 import torch
-from stylize_helpers import tiny_clip, tiny_config, write_tiny_mesh
+from stylize_helpers import RecordingRenderer, tiny_clip, tiny_config, write_tiny_mesh
 
 from text2mesh import api
 from text2mesh.mesh import prepare_mesh
-from text2mesh.render import Renderer
-
-
-class CountingRenderer(Renderer):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def render(self, vertices, faces, cameras, colors, **kw):
-        self.calls.append(colors.detach().clone())
-        return super().render(vertices, faces, cameras, colors, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +18,7 @@ def session(clip, tmp_path, **field):
         setattr(cfg.field, key, value)
     prepared = prepare_mesh(write_tiny_mesh(tmp_path / "blob.obj"), cfg.mesh)
     s = api._session(cfg, prepared, clip, torch.device("cpu"))
-    s.problem.renderer = CountingRenderer()
+    s.problem.renderer = RecordingRenderer()
     return s
 
 
