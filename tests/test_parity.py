@@ -386,3 +386,28 @@ def test_tiny_clip_with_displacement_keeps_the_humans_size_and_does_not_swell():
     assert diagonal == pytest.approx(np.linalg.norm(np.ptp(source.vertices, axis=0)), rel=0.01)
     assert after.volume < before.volume and after.area < before.area  # measured: x0.55 and x0.72
     assert result.displacements.abs().max() > 0.5 * cfg.field.normratio  # displacement was on and moved
+
+
+def test_a_run_saved_before_renormalization_still_exports_in_the_input_frame(clip, tmp_path):
+    session = _session(clip, tmp_path)
+    prepared = session.prepared
+    # an old run's base: centred on its bounding box, so off its vertex mean by some offset
+    offset = torch.tensor([0.05, -0.03, 0.02])
+    old_transform = text2mesh.mesh.Transform(
+        prepared.transform.rotation,
+        tuple(float(c) for c in np.asarray(prepared.transform.center) - offset.double().numpy() / prepared.transform.scale),
+        prepared.transform.scale,
+    )
+    old_base = text2mesh.mesh.Mesh(prepared.mesh.vertices + offset, prepared.mesh.faces)
+    old = text2mesh.mesh.PreparedMesh(old_base, old_transform, prepared.report, prepared.source)
+    same_input = old.transform.to_input(old_base.vertices.double())
+    assert torch.allclose(same_input, prepared.transform.to_input(prepared.mesh.vertices.double()), atol=1e-5)
+    old_session = api._session(session.cfg, old, clip, torch.device("cpu"))
+    for s in (session, old_session):  # the same displacement everywhere (+half the bound), whatever the input
+        with torch.no_grad():
+            s.problem.field.displacement_head[-1].weight.zero_()
+            s.problem.field.displacement_head[-1].bias.fill_(math.atanh(0.5))
+    with torch.no_grad():
+        new_vertices = prepared.transform.to_input(session.problem.styled().vertices.double())
+        old_vertices = old.transform.to_input(old_session.problem.styled().vertices.double())
+    assert torch.allclose(old_vertices, new_vertices, atol=1e-4 * INPUT_SCALE)

@@ -35,8 +35,9 @@ class Styled:
 
     Attributes:
         colors: [V, 3] in [0, 1]; displacement: [V] (normalized units, along the base normals);
-        vertices: [V, 3] displaced, then normalized again (vertex mean 0, farthest vertex at
-        radius 1, like the base mesh), so what is rendered and exported keeps the base's size.
+        vertices: [V, 3] displaced, then normalized again to the base's vertex mean and radius
+        (0 and 1 for a prepared mesh; see :func:`renormalized`), so what is rendered and exported
+        keeps the base's size.
     """
 
     colors: Tensor
@@ -66,7 +67,24 @@ def style_mesh(
     colors, displacement = field.decode(features)
     if base_colors is not None:
         colors = (base_colors + (colors - GREY)).clamp(0.0, 1.0)
-    return Styled(colors, displacement, unit_sphere(displace(mesh.vertices, normals, displacement)))
+    return Styled(colors, displacement, renormalized(displace(mesh.vertices, normals, displacement), mesh.vertices))
+
+
+def renormalized(vertices: Tensor, base: Tensor) -> Tensor:
+    """The reference's normalization of a displaced mesh, in the base mesh's frame.
+
+    Args:
+        vertices: [V, 3] displaced vertices; base: [V, 3] the base mesh's.
+    Returns:
+        [V, 3] ``vertices`` centred on their mean and scaled to their farthest vertex, then given
+        the base's vertex mean and radius. A prepared base has mean 0 and radius 1, so this is
+        exactly the reference's unit sphere; bases of runs saved before it was (centred on their
+        bounding box) keep their frame, so their exports stay in the input's.
+    """
+    with torch.no_grad():
+        centre = base.mean(dim=0)
+        radius = torch.linalg.vector_norm(base - centre, dim=-1).max()
+    return unit_sphere(vertices) * radius + centre
 
 
 def sample_view_angles(cfg: Config, generator: torch.Generator, *, device) -> tuple[Tensor, Tensor]:
