@@ -1,15 +1,24 @@
-"""Train the project's tiny CLIP ("text2mesh-tiny") on procedural colour/pattern images.
+"""Train the project's tiny CLIP ("text2mesh-tiny") on procedural colour, pattern and shape images.
 
 The architecture is open_clip's own CLIP with the small config in
 ``text2mesh/assets/text2mesh-tiny.json`` and the standard open_clip tokenizer. Data come from
-:mod:`text2mesh.guidance.synthetic` (seeded), so the run is deterministic for a given seed and
-thread count. The result is saved as an fp16 state dict (default
+:mod:`text2mesh.guidance.synthetic` (flat pictures of colours and patterns) and
+:mod:`text2mesh.guidance.synthetic_shapes` (3D surfaces that are smooth, spiky, bumpy, ridged or
+wavy, rendered grey and coloured by the project's renderer once at the start and seen through
+random crops), seeded, so the run is deterministic for a given seed and thread count. The result is saved as an fp16 state dict (default
 ``text2mesh/assets/text2mesh-tiny.pt``), which ``load_clip("text2mesh-tiny")`` loads through
 open_clip's usual "config name + local checkpoint file" path. Held-out zero-shot accuracies for
-colour and pattern are printed at the end.
+colour, pattern and surface (on renders of meshes never seen in training: the shipped vase, dog
+and human and a torus) are printed at the end.
 
     python scripts/train_tiny_clip.py                 # the shipped checkpoint (a few minutes, 2 cores)
+    python scripts/train_tiny_clip.py --model text2mesh-tiny-judge   # the independent judge
     python scripts/train_tiny_clip.py --steps 50 --out /tmp/t.pt   # a quick smoke run
+
+The judge (``text2mesh-tiny-judge``, used only to score results, never to optimize) is another
+architecture width (its own JSON in ``text2mesh/assets``), another seed (1) and another split of
+the data: no rounded boxes among its training surfaces, and pattern colours combined differently
+(a fifth of the second colours black or white instead of half).
 """
 
 from __future__ import annotations
@@ -23,7 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from text2mesh.augment import AugmentSpec, augment
 from text2mesh.guidance.clip import (
+    SHIPPED_MODELS,
+    TINY_JUDGE,
     TINY_MODEL,
     ClipModel,
     import_open_clip,
@@ -38,22 +50,42 @@ from text2mesh.guidance.synthetic import (
     colour_prompts,
     make_batch,
     pattern_prompts,
+    surface_prompts,
 )
+from text2mesh.guidance.synthetic_shapes import (
+    BASE_KINDS,
+    ShapeBank,
+    bank_batch,
+    base_meshes,
+    render_bank,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+HELD_OUT_MESHES = ("meshes/vase.obj", "meshes/dog.obj", "meshes/human.obj")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=800, help="optimizer steps")
+    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps")
     parser.add_argument("--batch", type=int, default=128, help="image/caption pairs per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     parser.add_argument("--warmup", type=int, default=30, help="linear warm-up steps")
     parser.add_argument("--image-size", type=int, default=64, help="size the data are drawn at (then resized)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument("--model", choices=SHIPPED_MODELS, default=TINY_MODEL, help="which shipped model to train")
+    parser.add_argument("--seed", type=int, default=None, help="default: 0 for the tiny model, 1 for the judge")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--eval-every", type=int, default=0, help="print held-out accuracies every N steps; 0: at the end")
     parser.add_argument("--eval-n", type=int, default=1100, help="held-out images per accuracy")
-    parser.add_argument("--out", type=Path, default=tiny_checkpoint_path(), help="checkpoint file to write")
-    return parser.parse_args(argv)
+    parser.add_argument("--shape-batch", type=int, default=96, help="rendered 3D samples added to each step's batch")
+    parser.add_argument("--bank-meshes", type=int, default=500, help="training surfaces rendered at the start")
+    parser.add_argument("--out", type=Path, default=None, help="checkpoint file to write (default: the shipped one)")
+    args = parser.parse_args(argv)
+    judge = args.model == TINY_JUDGE
+    args.seed = (1 if judge else 0) if args.seed is None else args.seed
+    args.out = tiny_checkpoint_path(args.model) if args.out is None else args.out
+    args.bases = tuple(k for k in BASE_KINDS if k != "rounded box") if judge else BASE_KINDS
+    args.bw_second = 0.2 if judge else 0.5
+    return args
 
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor,
@@ -96,16 +128,41 @@ def zero_shot_accuracy(clip: ClipModel, batch: SyntheticBatch, prompts: list[str
     return hits / len(labels)
 
 
-def evaluate(clip: ClipModel, n: int, size: int, seed: int) -> dict[str, float]:
-    """Held-out accuracies: colour on plain objects, colour on shaded 3D-looking ones, pattern on all."""
+def held_out_meshes(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Surfaces of shapes never drawn in training: the shipped vase, dog and human, and a torus."""
+    import trimesh
+
+    from text2mesh.config import MeshConfig
+    from text2mesh.mesh import prepare_mesh
+
+    cfg = MeshConfig(max_edge=None, max_faces=8000)
+    torus = trimesh.creation.torus(0.7, 0.3, major_sections=96, minor_sections=48)
+    sources = [PROJECT / path for path in HELD_OUT_MESHES] + [torus]
+    meshes = []
+    for source in sources:
+        prepared = prepare_mesh(source, cfg).mesh
+        meshes.append((prepared.vertices, prepared.faces))
+    return [meshes[int(i)] for i in torch.randint(0, len(meshes), (48,), generator=g)]
+
+
+def surface_eval_bank(seed: int) -> ShapeBank:
+    g = torch.Generator().manual_seed(seed)
+    return render_bank(held_out_meshes(g), g, views=3, passes=2, size=64)
+
+
+def evaluate(clip: ClipModel, n: int, size: int, seed: int, surfaces: ShapeBank) -> dict[str, float]:
+    """Held-out accuracies: colour on plain objects, colour on shaded 3D-looking ones, pattern on
+    all, surface on renders of held-out meshes."""
     g = torch.Generator().manual_seed(seed)
     plain = make_batch(n, size, g, plain_fraction=1.0)
     shaded = make_batch(n, size, g, plain_fraction=1.0, white_background=1.0, shaded=1.0)
     mixed = make_batch(n, size, g, plain_fraction=1.0 / len(PATTERNS))
+    rendered = bank_batch(surfaces, torch.arange(len(surfaces.surface)), surfaces.images.float() / 255, g)
     return {
         "colour": zero_shot_accuracy(clip, plain, colour_prompts(), plain.colour),
         "colour_shaded": zero_shot_accuracy(clip, shaded, colour_prompts(), shaded.colour),
         "pattern": zero_shot_accuracy(clip, mixed, pattern_prompts(), mixed.pattern),
+        "surface": zero_shot_accuracy(clip, rendered, surface_prompts(), rendered.surface),
     }
 
 
@@ -131,18 +188,28 @@ def model_input(images: torch.Tensor, size: tuple[int, int], pp: dict, g: torch.
 def train(args: argparse.Namespace) -> torch.nn.Module:
     open_clip = import_open_clip()
     torch.manual_seed(args.seed)
-    model = open_clip.create_model(TINY_MODEL, pretrained=None)
+    model = open_clip.create_model(args.model, pretrained=None)
     model.train()
-    tokenizer = open_clip.get_tokenizer(TINY_MODEL)
+    tokenizer = open_clip.get_tokenizer(args.model)
     pp = open_clip.get_model_preprocess_cfg(model)
     size = (pp["size"], pp["size"]) if isinstance(pp["size"], int) else tuple(pp["size"])
     optimizer = make_optimizer(model, args.lr)
     data = torch.Generator().manual_seed(args.seed)
     start = time.time()
+    bank = render_bank(base_meshes(args.bank_meshes, data, kinds=args.bases), data) if args.shape_batch else None
+    if bank is not None:
+        print(f"rendered {len(bank.surface)} training surfaces in {time.time() - start:.1f}s", flush=True)
+    crops = AugmentSpec(1, scale=(0.08, 1.0), distortion=0.5, p=0.5)
+    white = torch.ones(3)
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        batch = make_batch(args.batch, args.image_size, data)
+        batch = make_batch(args.batch, args.image_size, data, bw_second=args.bw_second)
+        if bank is not None:
+            index = torch.randint(0, len(bank.surface), (args.shape_batch,), generator=data)
+            seen = augment(bank.images[index].float() / 255, crops, size=(args.image_size,) * 2, fill=white,
+                           generator=data)
+            batch = SyntheticBatch.cat([batch, bank_batch(bank, index, seen, data)])
         pixels = model_input(batch.images, size, pp, data)
         image_emb = F.normalize(model.encode_image(pixels), dim=-1)
         text_emb = F.normalize(model.encode_text(tokenizer(batch.captions)), dim=-1)
@@ -154,14 +221,15 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
             print(f"step {step:5d}  loss {loss.item():.4f}  scale {model.logit_scale.exp().item():6.2f}  "
                   f"{time.time() - start:6.1f}s", flush=True)
         if args.eval_every and step > 0 and step % args.eval_every == 0:
-            print_scores(evaluate(frozen_copy(model, tokenizer), 220, args.image_size, seed=args.seed + 10_000))
+            surfaces = surface_eval_bank(args.seed + 20_000)
+            print_scores(evaluate(frozen_copy(model, tokenizer, args.model), 220, args.image_size, args.seed + 10_000, surfaces))
             model.train()
     return model
 
 
-def frozen_copy(model: torch.nn.Module, tokenizer) -> ClipModel:
+def frozen_copy(model: torch.nn.Module, tokenizer, name: str) -> ClipModel:
     """A frozen ClipModel around a copy of the model being trained."""
-    return ClipModel(copy.deepcopy(model), tokenizer, TINY_MODEL, "training")
+    return ClipModel(copy.deepcopy(model), tokenizer, name, "training")
 
 
 def print_scores(scores: dict[str, float]) -> None:
@@ -176,8 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = train(args)
     save_checkpoint(model, args.out)
     minutes = (time.time() - start) / 60
-    clip = load_clip(TINY_MODEL, checkpoint=args.out)
-    scores = evaluate(clip, args.eval_n, args.image_size, seed=args.seed + 10_000)
+    clip = load_clip(args.model, checkpoint=args.out)
+    scores = evaluate(clip, args.eval_n, args.image_size, args.seed + 10_000, surface_eval_bank(args.seed + 20_000))
     size_mb = args.out.stat().st_size / 2**20
     print(f"saved {args.out} ({size_mb:.1f} MB) after {minutes:.1f} min")
     print_scores(scores)

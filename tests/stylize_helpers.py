@@ -73,3 +73,16 @@ class RecordingRenderer(Renderer):
         self.vertices.append(vertices.detach().clone())
         self.calls.append(colors.detach().clone())
         return super().render(vertices, faces, cameras, colors, **kw)
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    """``text2mesh ARGS`` in-process: (exit code, stdout, stderr)."""
+    from text2mesh.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -11,6 +11,7 @@ import torch
 import trimesh
 from stylize_helpers import (
     INPUT_SCALE,
+    run_cli,
     save_tiny_clip_weights,
     set_flags,
     write_tiny_mesh,
@@ -32,15 +33,6 @@ def tiny_args(files, *extra) -> list[str]:
     return ["--clip-model", "text2mesh-tiny", "--clip-checkpoint", str(files["clip"]), "--device", "cpu",
             *set_flags(), *extra]
 
-
-def run_cli(args, capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def digest(path: Path) -> str:

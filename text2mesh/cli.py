@@ -322,6 +322,45 @@ def vary_command(run_dir, strength, n, output, iters, seed, device, overwrite, q
         click.echo(f"wrote {len(results)} variations and {Path(results[0].run_dir).parent / im.CONTACT_SHEET}")
 
 
+@cli.command("score")
+@click.argument("args", nargs=-1, required=True, metavar="RUN_DIR|MESH... [PROMPT...]")
+@click.option("--clip-model", help="open_clip model that judges (default ViT-B-32), or text2mesh-tiny-judge (offline).")
+@click.option("--clip-pretrained", help="open_clip pretrained tag (default laion400m_e31) or a weights file.")
+@click.option("--clip-checkpoint", type=click.Path(dir_okay=False), help="Local CLIP weights file for --clip-model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", help="Where to run.")
+@click.option("--iterations", is_flag=True, help="Also report each run's iterations to score (from its loss.csv).")
+@click.option("--threshold", type=float, help="Similarity for --iterations (default 0.22; 0.5 for tiny-CLIP runs).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table as CSV.")
+def score_command(args, clip_model, clip_pretrained, clip_checkpoint, device, iterations, threshold, csv_path) -> None:
+    """Score run folders or meshes: 100 x mean CLIP similarity of 24 views to the prompt (X-Mesh's MES).
+
+    Leading arguments that exist are run folders or mesh files; the rest are prompts (default:
+    each run's own). Writes score.json into each run folder and prints one table.
+    """
+    from .score import DEFAULT_CLIP, score_targets, table
+
+    targets = []
+    for arg in args:
+        if targets and not Path(arg).exists():
+            break
+        targets.append(arg)
+    prompts = list(args[len(targets):])
+    if not Path(targets[0]).exists():
+        raise ConfigError(f"{targets[0]}: no such run folder or mesh file")
+    from .api import resolve_device
+    from .guidance.clip import load_clip
+
+    name = clip_model or DEFAULT_CLIP[0]
+    pretrained = clip_pretrained or (DEFAULT_CLIP[1] if clip_model is None else "openai")
+    clip = load_clip(name, pretrained, clip_checkpoint, device=resolve_device(device))
+    scores = score_targets(targets, prompts, clip, iterations=iterations, threshold=threshold)
+    click.echo(table(scores), nl=False)
+    if csv_path:
+        from .export.files import write_bytes_atomic
+
+        write_bytes_atomic(csv_path, table(scores, "csv").encode())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` lets tests call it in-process."""
     logging.basicConfig(level=logging.WARNING, format="text2mesh: %(levelname)s: %(message)s")

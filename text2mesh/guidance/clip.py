@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from ..errors import ClipError
 
 __all__ = [
+    "SHIPPED_MODELS",
+    "TINY_JUDGE",
     "TINY_MODEL",
     "ClipModel",
     "import_open_clip",
@@ -38,14 +40,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TINY_MODEL = "text2mesh-tiny"
+# the independent judge: trained like the tiny model on another split, seed and width; for scoring only
+TINY_JUDGE = "text2mesh-tiny-judge"
+SHIPPED_MODELS = (TINY_MODEL, TINY_JUDGE)
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 HF_HOST = "huggingface.co"
 REACH_TIMEOUT_S = 3.0
 
 
-def tiny_checkpoint_path() -> Path:
-    """The shipped checkpoint of the tiny model (``text2mesh/assets/text2mesh-tiny.pt``)."""
-    return ASSETS_DIR / f"{TINY_MODEL}.pt"
+def tiny_checkpoint_path(name: str = TINY_MODEL) -> Path:
+    """The shipped checkpoint of a tiny model (``text2mesh/assets/<name>.pt``)."""
+    return ASSETS_DIR / f"{name}.pt"
 
 
 def import_open_clip():
@@ -248,10 +253,10 @@ def _resolve_weights(name: str, pretrained: str | None, checkpoint: str | os.Pat
         if not path.is_file():
             raise ClipError(f"CLIP checkpoint not found: {path}")
         return _Weights(str(path), {})
-    if name == TINY_MODEL:
-        path = tiny_checkpoint_path()
+    if name in SHIPPED_MODELS:
+        path = tiny_checkpoint_path(name)
         if not path.is_file():
-            raise ClipError(f"the tiny CLIP checkpoint is missing ({path}); run scripts/train_tiny_clip.py")
+            raise ClipError(f"the {name} checkpoint is missing ({path}); run scripts/train_tiny_clip.py --model {name}")
         return _Weights(str(path), {})
     if not pretrained:
         raise ClipError(f"no weights for CLIP {name}: give a pretrained tag or --clip-checkpoint FILE")
@@ -288,9 +293,10 @@ def load_clip(
 ) -> ClipModel:
     """Load a frozen CLIP model.
 
-    name: an open_clip architecture (``open_clip.list_models()``) or ``"text2mesh-tiny"``, the
-    project's tiny model trained on colours and patterns (its shipped checkpoint is used unless
-    ``checkpoint`` is given; ``pretrained`` is ignored for it).
+    name: an open_clip architecture (``open_clip.list_models()``), or ``"text2mesh-tiny"`` /
+    ``"text2mesh-tiny-judge"``, the project's tiny models trained on colours, patterns and
+    surface shapes (their shipped checkpoints are used unless ``checkpoint`` is given;
+    ``pretrained`` is ignored for them).
     pretrained: an open_clip tag (e.g. ``"openai"``) or a local file; used when ``checkpoint`` is None.
     checkpoint: a local state-dict file (.pt/.bin/.safetensors) for the ``name`` architecture.
     cache_dir: open_clip's download cache (None: the Hugging Face / ``~/.cache/clip`` defaults).

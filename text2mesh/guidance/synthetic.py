@@ -22,11 +22,13 @@ import torch
 __all__ = [
     "COLOURS",
     "PATTERNS",
+    "SURFACES",
     "SyntheticBatch",
     "caption_matches",
     "colour_prompts",
     "make_batch",
     "pattern_prompts",
+    "surface_prompts",
 ]
 
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -49,14 +51,19 @@ PATTERN_NOUNS = {"stripes": ("stripes",), "checkerboard": ("a checkerboard patte
 PATTERN_ADJECTIVES = {"plain": ("plain", "solid"), "stripes": ("striped",), "checkerboard": ("checkered", "checkerboard"),
                       "dots": ("dotted", "spotted", "polka dot")}
 NOUNS = ("object", "thing", "shape", "object", "surface", "sculpture", "image", "picture")
+# What the geometry of a rendered 3D surface shows (text2mesh.guidance.synthetic_shapes draws them).
+SURFACES = ("smooth", "spiky", "bumpy", "ridged", "wavy")
+SURFACE_ADJECTIVES = {"smooth": ("smooth",), "spiky": ("spiky", "spiked"), "bumpy": ("bumpy", "lumpy"),
+                      "ridged": ("ridged", "grooved"), "wavy": ("wavy", "undulating")}
 SHAPES = ("circle", "polygon", "star", "blob", "closeup")
 
 
 @dataclass(frozen=True)
 class SyntheticBatch:
     """images [B,3,H,W] float32 in [0,1]; colour [B], second [B] (-1 for plain), pattern [B] int64
-    indices into COLOUR_NAMES / PATTERNS; captions list[str] (one per image) and what each caption
-    mentions: cap_colour [B], cap_second [B], cap_pattern [B] int64 (-1: not mentioned)."""
+    indices into COLOUR_NAMES / PATTERNS; surface [B] into SURFACES (-1: a flat 2D picture);
+    captions list[str] (one per image) and what each caption mentions: cap_colour [B],
+    cap_second [B], cap_pattern [B], cap_surface [B] int64 (-1: not mentioned)."""
 
     images: torch.Tensor
     colour: torch.Tensor
@@ -66,20 +73,33 @@ class SyntheticBatch:
     cap_colour: torch.Tensor
     cap_second: torch.Tensor
     cap_pattern: torch.Tensor
+    surface: torch.Tensor
+    cap_surface: torch.Tensor
+
+    @staticmethod
+    def cat(batches: list[SyntheticBatch]) -> SyntheticBatch:
+        """One batch holding the samples of all ``batches`` in order."""
+        fields = {}
+        for name in SyntheticBatch.__dataclass_fields__:
+            parts = [getattr(b, name) for b in batches]
+            fields[name] = [c for part in parts for c in part] if name == "captions" else torch.cat(parts)
+        return SyntheticBatch(**fields)
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
-def _labels(n: int, g: torch.Generator, plain_fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Main colour [n], pattern [n], second colour [n] (-1 when plain, never equal to the main)."""
+def _labels(n: int, g: torch.Generator, plain_fraction: float,
+            bw_second: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Main colour [n], pattern [n], second colour [n] (-1 when plain, never equal to the main;
+    white or black with probability ``bw_second``)."""
     k = len(COLOUR_NAMES)
     colour = torch.randint(0, k, (n,), generator=g)
     patterned = torch.rand(n, generator=g) >= plain_fraction
     pattern = torch.where(patterned, torch.randint(1, len(PATTERNS), (n,), generator=g), torch.zeros_like(colour))
     bw = torch.tensor([COLOUR_NAMES.index("white"), COLOUR_NAMES.index("black")])
-    second = torch.where(torch.rand(n, generator=g) < 0.5, bw[torch.randint(0, 2, (n,), generator=g)],
+    second = torch.where(torch.rand(n, generator=g) < bw_second, bw[torch.randint(0, 2, (n,), generator=g)],
                          torch.randint(0, k, (n,), generator=g))
     clash = second == colour
     second = torch.where(clash, (colour + torch.randint(1, k, (n,), generator=g)) % k, second)
@@ -210,8 +230,38 @@ def _pick(options: tuple[str, ...], r: float) -> str:
     return options[min(int(r * len(options)), len(options) - 1)]
 
 
-def _caption(colour: int, second: int, pattern: int, r: list[float]) -> tuple[str, int, int, int]:
-    """One caption for an image and what it mentions (colour, second colour, pattern; -1: not)."""
+def _surface_caption(colour: int, second: int, pattern: int, surface: int, r: list[float]) -> tuple:
+    """One caption naming a 3D sample's surface, and what it mentions (as :func:`_caption`, + surface)."""
+    c1 = COLOUR_NAMES[colour]
+    word = _pick(SURFACE_ADJECTIVES[SURFACES[surface]], r[3])
+    noun = _pick(NOUNS[:6], r[1])
+    templates = [
+        (_a(f"{word} {noun}"), -1, -1, -1, surface),
+        (_a(f"{word} {noun}"), -1, -1, -1, surface),
+        (_a(f"{word} {c1} {noun}"), colour, -1, -1, surface),
+        (_a(f"{c1} {word} {noun}"), colour, -1, -1, surface),
+        (f"something {word}", -1, -1, -1, surface),
+        (f"a 3d render of {_a(word)} {noun}", -1, -1, -1, surface),
+    ]
+    if pattern > 0:
+        pnoun = _pick(PATTERN_NOUNS[PATTERNS[pattern]], r[2])
+        templates += [
+            (f"{_a(word)} {noun} with {pnoun}", -1, -1, pattern, surface),
+            (f"{_a(word)} {c1} {noun} with {COLOUR_NAMES[second]} {pnoun}", colour, second, pattern, surface),
+        ]
+    return templates[min(int(r[0] * len(templates)), len(templates) - 1)]
+
+
+def _caption(colour: int, second: int, pattern: int, r: list[float], surface: int = -1) -> tuple:
+    """One caption for an image and what it mentions (colour, second colour, pattern, surface;
+    -1: not). A 3D sample (``surface`` >= 0) gets a caption naming its surface 85% of the time."""
+    if surface >= 0 and r[4] < 0.85:
+        return _surface_caption(colour, second, pattern, surface, r)
+    return (*_caption_2d(colour, second, pattern, r), -1)
+
+
+def _caption_2d(colour: int, second: int, pattern: int, r: list[float]) -> tuple[str, int, int, int]:
+    """A caption naming colours and patterns only (true of any surface)."""
     c1 = COLOUR_NAMES[colour]
     noun = _pick(NOUNS, r[1])
     pname = PATTERNS[pattern]
@@ -245,23 +295,26 @@ def _caption(colour: int, second: int, pattern: int, r: list[float]) -> tuple[st
     return templates[min(int(r[0] * len(templates)), len(templates) - 1)]
 
 
-def _captions(colour: torch.Tensor, second: torch.Tensor, pattern: torch.Tensor, g: torch.Generator):
-    rolls = torch.rand(len(colour), 3, generator=g).tolist()
-    rows = [_caption(int(c), int(s), int(p), r) for c, s, p, r in zip(colour, second, pattern, rolls)]
+def captions_for(colour: torch.Tensor, second: torch.Tensor, pattern: torch.Tensor, surface: torch.Tensor,
+                 g: torch.Generator) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One random caption per sample: (texts, cap_colour, cap_second, cap_pattern, cap_surface)."""
+    rolls = torch.rand(len(colour), 5, generator=g).tolist()
+    rows = [_caption(int(c), int(s), int(p), r, int(f)) for c, s, p, f, r in zip(colour, second, pattern, surface, rolls)]
     texts = [row[0] for row in rows]
-    mentions = torch.tensor([row[1:] for row in rows], dtype=torch.int64).reshape(-1, 3)
-    return texts, mentions[:, 0], mentions[:, 1], mentions[:, 2]
+    mentions = torch.tensor([row[1:] for row in rows], dtype=torch.int64).reshape(-1, 4)
+    return texts, mentions[:, 0], mentions[:, 1], mentions[:, 2], mentions[:, 3]
 
 
 def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None, plain_fraction: float = 0.4,
-               white_background: float = 0.4, shaded: float = 0.5) -> SyntheticBatch:
+               white_background: float = 0.4, shaded: float = 0.5, bw_second: float = 0.5) -> SyntheticBatch:
     """Generate ``n`` image/caption pairs of ``size``² pixels.
 
     plain_fraction: share of plain objects; white_background / shaded: shares of white
-    backgrounds and of lit 3D-looking surfaces (the look of a rendered mesh).
+    backgrounds and of lit 3D-looking surfaces (the look of a rendered mesh); bw_second: share
+    of patterns whose second colour is white or black.
     """
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    colour, pattern, second = _labels(n, g, plain_fraction)
+    colour, pattern, second = _labels(n, g, plain_fraction, bw_second)
     x, y = _perspective_grid(n, size, g)
     u, v, scale = _local_frame(x, y, g)
     shape = torch.multinomial(torch.tensor([0.3, 0.2, 0.1, 0.25, 0.15]), n, replacement=True, generator=g)
@@ -281,24 +334,33 @@ def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None,
     images = background * (1 - cov) + (albedo * light[:, None]).clamp(0, 1) * cov
     noise = torch.randn(images.shape, generator=g) * _uniform(n, 0.0, 0.03, g).view(n, 1, 1, 1)
     images = (images + noise).clamp(0.0, 1.0)
-    captions, cap_colour, cap_second, cap_pattern = _captions(colour, second, pattern, g)
-    return SyntheticBatch(images, colour, second, pattern, captions, cap_colour, cap_second, cap_pattern)
+    flat = torch.full_like(colour, -1)
+    captions, cap_colour, cap_second, cap_pattern, cap_surface = captions_for(colour, second, pattern, flat, g)
+    return SyntheticBatch(images, colour, second, pattern, captions, cap_colour, cap_second, cap_pattern, flat,
+                          cap_surface)
 
 
 def caption_matches(batch: SyntheticBatch) -> torch.Tensor:
     """[B,B] bool: caption j is true of image i (named colours present in the named roles, up to
-    swapping the two colours of stripes/checks; named pattern equal)."""
+    swapping the two colours of stripes/checks; named pattern equal; named surface equal, which
+    no flat 2D picture has)."""
     c1, c2, p = batch.colour[:, None], batch.second[:, None], batch.pattern[:, None]
     mc, ms, mp = batch.cap_colour[None], batch.cap_second[None], batch.cap_pattern[None]
     symmetric = (p == 1) | (p == 2)
     straight = ((mc < 0) | (mc == c1)) & ((ms < 0) | (ms == c2))
     swapped = symmetric & ((mc < 0) | (mc == c2)) & ((ms < 0) | (ms == c1))
-    return (straight | swapped) & ((mp < 0) | (mp == p))
+    surface = (batch.cap_surface[None] < 0) | (batch.cap_surface[None] == batch.surface[:, None])
+    return (straight | swapped) & ((mp < 0) | (mp == p)) & surface
 
 
 def colour_prompts() -> list[str]:
     """Zero-shot class prompts, one per colour in COLOUR_NAMES order."""
     return [_a(f"{name} object") for name in COLOUR_NAMES]
+
+
+def surface_prompts() -> list[str]:
+    """Zero-shot class prompts, one per surface in SURFACES order."""
+    return [_a(f"{name} object") for name in SURFACES]
 
 
 def pattern_prompts() -> list[str]:

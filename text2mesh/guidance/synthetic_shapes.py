@@ -1,0 +1,202 @@
+"""Rendered 3D surfaces whose geometry carries a concept (training data of the tiny CLIP's shape half).
+
+A sample is a closed surface (a sphere deformed into an ellipsoid, a rounded box or a blob, or
+any mesh given) displaced along its normals by one of :data:`SURFACES` — ``smooth`` (none),
+``spiky`` (sharp cones), ``bumpy`` (isolated round bumps), ``ridged`` (parallel sharp grooves)
+or ``wavy`` (broad smooth undulations) — coloured with a colour and a pattern laid out in 3D, or
+plain grey as the stylizer's geometry pass draws it, and drawn by the project's own renderer with
+the stylizer's lighting on white from random views. One rasterization shades every colour pass
+of a view batch. Everything is drawn from an explicit ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..mesh import unit_sphere, vertex_normals
+from ..render import Renderer
+from ..views import cameras_from_angles
+from .synthetic import (
+    COLOUR_NAMES,
+    PATTERNS,
+    SURFACES,
+    SyntheticBatch,
+    _colour_values,
+    _labels,
+    captions_for,
+)
+
+__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "displacement", "render_bank", "surface_colours"]
+
+GREY = COLOUR_NAMES.index("gray")
+
+
+@dataclass(frozen=True)
+class ShapeBank:
+    """Rendered samples: images [N,3,S,S] uint8; colour, second, pattern (as in
+    :class:`~text2mesh.guidance.synthetic.SyntheticBatch`) and surface [N] int64 (index into
+    :data:`SURFACES`)."""
+
+    images: Tensor
+    colour: Tensor
+    second: Tensor
+    pattern: Tensor
+    surface: Tensor
+
+
+def _icosphere(subdivisions: int) -> tuple[Tensor, Tensor]:
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=subdivisions)
+    return torch.tensor(sphere.vertices, dtype=torch.float32), torch.tensor(sphere.faces, dtype=torch.int64)
+
+
+BASE_KINDS = ("ellipsoid", "rounded box", "blob", "compound")
+
+
+def base_meshes(
+    n: int, g: torch.Generator, subdivisions: int = 4, kinds: tuple[str, ...] = BASE_KINDS
+) -> list[tuple[Tensor, Tensor]]:
+    """``n`` closed surfaces of the given ``kinds`` (BASE_KINDS) on the unit sphere: star-shaped
+    ellipsoids, rounded boxes and blobs, and compounds of 2-4 elongated ellipsoids (limbs, necks).
+
+    Returns:
+        list of (vertices [V, 3] float32 with vertex mean 0 and radius 1, faces [F, 3] int64).
+    """
+    directions, faces = _icosphere(subdivisions)
+    small, small_faces = _icosphere(subdivisions - 1)
+    out = []
+    for _ in range(n):
+        axes = 0.55 + 0.45 * torch.rand(3, generator=g)
+        kind = kinds[int(torch.randint(0, len(kinds), (1,), generator=g))]
+        if kind == "compound":
+            parts = int(torch.randint(2, 5, (1,), generator=g))
+            pieces = []
+            for _ in range(parts):
+                stretch = torch.tensor([1.0, 0.25, 0.25]) + 0.25 * torch.rand(3, generator=g)
+                turn = torch.linalg.qr(torch.randn(3, 3, generator=g)).Q
+                pieces.append((small * stretch) @ turn.T + 0.5 * torch.randn(3, generator=g))
+            vertices = torch.cat(pieces)
+            offsets = torch.arange(parts).repeat_interleave(len(small_faces)) * len(small)
+            out.append((unit_sphere(vertices), small_faces.repeat(parts, 1) + offsets[:, None]))
+            continue
+        scaled = directions / axes
+        if kind == "ellipsoid":
+            radius = 1.0 / scaled.norm(dim=1)
+        elif kind == "rounded box":  # a superellipsoid
+            power = 3.0 + 4.0 * float(torch.rand((), generator=g))
+            radius = 1.0 / (scaled.abs() ** power).sum(1) ** (1.0 / power)
+        else:  # blob: low-order harmonics
+            freq = torch.randn(3, 4, generator=g) * 1.5
+            phase = torch.rand(4, generator=g) * 2 * math.pi
+            radius = 1.0 + 0.12 * torch.sin(directions @ freq + phase).sum(1)
+        rotation = torch.linalg.qr(torch.randn(3, 3, generator=g)).Q
+        out.append((unit_sphere((directions * radius[:, None]) @ rotation.T), faces))
+    return out
+
+
+def _surface_points(vertices: Tensor, k: int, g: torch.Generator) -> Tensor:
+    return vertices[torch.randint(0, len(vertices), (k,), generator=g)]
+
+
+def _direction(g: torch.Generator) -> Tensor:
+    d = torch.randn(3, generator=g)
+    return d / d.norm()
+
+
+def displacement(vertices: Tensor, surface: int, g: torch.Generator) -> Tensor:
+    """Signed offsets [V] along the normals that give the surface its concept.
+
+    Args:
+        vertices: [V, 3] on the unit sphere (radius 1); surface: index into :data:`SURFACES`.
+    """
+    name = SURFACES[surface]
+    u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=g))
+    if name == "smooth":
+        return torch.zeros(len(vertices))
+    if name in ("spiky", "bumpy"):
+        spiky = name == "spiky"
+        centres = _surface_points(vertices, int(u(25, 60) if spiky else u(10, 25)), g)
+        dist = torch.cdist(vertices, centres)
+        if spiky:  # sharp cones
+            width, height = u(0.09, 0.14), u(0.15, 0.28)
+            return height * ((1 - dist / width).clamp(min=0) ** 2).amax(1)
+        width, height = u(0.08, 0.13), u(0.12, 0.2)  # round bumps
+        return height * torch.exp(-(dist**2) / (2 * width**2)).amax(1)
+    t = vertices @ _direction(g)
+    if name == "ridged":  # parallel grooves: a sharp triangle wave
+        phase = u(0, 1) + t * u(5.0, 9.0)
+        return u(0.04, 0.07) * (1 - 2 * (phase - torch.floor(phase) - 0.5).abs())
+    bend = u(0.0, 0.6) * torch.sin(2 * math.pi * (vertices @ _direction(g)))  # wavy: broad undulations
+    return u(0.07, 0.12) * torch.sin(2 * math.pi * (u(0.9, 1.8) * t + bend) + u(0, 2 * math.pi))
+
+
+def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g: torch.Generator) -> Tensor:
+    """Per-vertex colours [V, 3]: the main colour with a 3D pattern (PATTERNS) in the second one."""
+    c1, c2 = _colour_values(torch.tensor([colour, max(second, 0)]), g)
+    period = 0.25 + 0.3 * float(torch.rand((), generator=g))
+    a, b = vertices @ _direction(g) / period, vertices @ _direction(g) / period
+    name = PATTERNS[pattern]
+    if name == "plain":
+        mask = torch.zeros(len(vertices))
+    elif name == "stripes":
+        mask = (torch.sin(math.pi * a) > 0).float()
+    elif name == "checkerboard":
+        mask = (torch.sin(math.pi * a) * torch.sin(math.pi * b) > 0).float()
+    else:  # dots: near the points of a lattice
+        cell = torch.remainder(vertices / period, 1.0) - 0.5
+        mask = (cell.norm(dim=1) < 0.3).float()
+    return c1 * (1 - mask[:, None]) + c2 * mask[:, None]
+
+
+def render_bank(
+    meshes: list[tuple[Tensor, Tensor]],
+    g: torch.Generator,
+    *,
+    views: int = 4,
+    passes: int = 3,
+    size: int = 128,
+    grey_fraction: float = 0.35,
+    renderer: Renderer | None = None,
+) -> ShapeBank:
+    """Displace, colour and render every mesh: ``views`` x ``passes`` samples per mesh.
+
+    Each mesh gets a random surface concept; each pass a random colour and pattern, or plain
+    grey (share ``grey_fraction``) as the geometry pass draws it; the views look at the origin
+    from random azimuths and elevations at the stylizer's distance and field of view.
+    """
+    renderer = renderer or Renderer(antialias=False)
+    images, colour, second, pattern, surface = [], [], [], [], []
+    for vertices, faces in meshes:
+        kind = int(torch.randint(0, len(SURFACES), (1,), generator=g))
+        normals = vertex_normals(vertices, faces)
+        displaced = unit_sphere(vertices + normals * displacement(vertices, kind, g)[:, None])
+        c, p, s = _labels(passes, g, plain_fraction=0.45)
+        grey = torch.rand(passes, generator=g) < grey_fraction
+        c, p, s = torch.where(grey, GREY, c), torch.where(grey, 0, p), torch.where(grey, -1, s)
+        colours = torch.stack([surface_colours(displaced, int(ci), int(si), int(pi), g) for ci, pi, si in zip(c, p, s)])
+        colours = torch.where(grey[:, None, None], torch.full_like(colours, 0.5), colours)
+        azimuth = torch.rand(views, generator=g) * 2 * math.pi
+        elevation = (torch.randn(views, generator=g) * 0.45).clamp(-1.2, 1.2)
+        cameras = cameras_from_angles(azimuth, elevation, radius=2.0, fov_degrees=60.0, image_size=(size, size))
+        with torch.no_grad():
+            out = renderer.render(displaced, faces, cameras, colours, lighting="sh").images  # [P, B, 3, S, S]
+        images.append((out.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, 3, size, size))
+        colour.append(c.repeat_interleave(views))
+        second.append(s.repeat_interleave(views))
+        pattern.append(p.repeat_interleave(views))
+        surface.append(torch.full((passes * views,), kind))
+    return ShapeBank(*(torch.cat(x) for x in (images, colour, second, pattern, surface)))
+
+
+def bank_batch(bank: ShapeBank, index: Tensor, images: Tensor, g: torch.Generator) -> SyntheticBatch:
+    """Samples ``index`` [n] of a bank as a captioned batch, with ``images`` [n,3,H,W] float
+    (the caller's augmentation of ``bank.images[index]``)."""
+    colour, second, pattern, surface = (getattr(bank, k)[index] for k in ("colour", "second", "pattern", "surface"))
+    captions, cap_colour, cap_second, cap_pattern, cap_surface = captions_for(colour, second, pattern, surface, g)
+    return SyntheticBatch(images, colour, second, pattern, captions, cap_colour, cap_second, cap_pattern, surface,
+                          cap_surface)
