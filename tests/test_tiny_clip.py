@@ -114,11 +114,11 @@ def _load_script():
 
 def test_training_script_is_deterministic_and_its_output_loads(tmp_path):
     script = _load_script()
-    args = ["--steps", "2", "--batch", "8", "--eval-n", "11", "--warmup", "1"]
+    args = ["--steps", "2", "--batch", "8", "--eval-n", "11", "--warmup", "1", "--shape-batch", "4", "--bank-meshes", "3"]
     first, second = tmp_path / "a.pt", tmp_path / "b.pt"
     scores = script.main(args + ["--out", str(first)])
     script.main(args + ["--out", str(second)])
-    assert set(scores) == {"colour", "colour_shaded", "pattern"}
+    assert set(scores) == {"colour", "colour_shaded", "pattern", "surface"}
     a, b = torch.load(first), torch.load(second)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_clip(TINY_MODEL, checkpoint=first).image_size == load_clip(TINY_MODEL).image_size

@@ -117,7 +117,8 @@ class RunFolder:
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-            raise RunFolderError(f"cannot read {self.checkpoint}: {str(exc).splitlines()[0][:200]}") from None
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise RunFolderError(f"cannot read {self.checkpoint}: {reason}") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RunFolderError(f"{self.checkpoint} is not a text2mesh checkpoint of this version")
         return state

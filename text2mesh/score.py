@@ -95,22 +95,38 @@ class Target:
     run_dir: Path | None
 
 
-def load_target(path: str | Path) -> Target:
-    """A run folder (its stylized mesh and prompt) or a mesh file (normalized, its vertex colours)."""
-    from .api import load_run, main_prompt
-    from .config import MeshConfig
-    from .mesh import prepare_mesh
+def run_prompt(path: str | Path) -> str | None:
+    """A run folder's main prompt (None: a run without one, or a mesh file), from its config alone.
+
+    Raises:
+        ConfigError / RunFolderError: the path does not exist, or is a folder but not a run.
+    """
+    from .api import main_prompt
+    from .config import load_config
     from .run import CONFIG
 
     path = Path(path)
-    if path.is_dir():
-        if not (path / CONFIG).is_file():
-            raise RunFolderError(f"{path} is not a run folder (no {CONFIG}); give a folder written by text2mesh stylize")
-        result = load_run(path)
-        prompt = main_prompt(result.config) if result.config.prompts else None
-        return Target(str(path), result.vertices, result.faces, result.colors, prompt, path)
     if not path.exists():
         raise ConfigError(f"{path}: no such run folder or mesh file")
+    if not path.is_dir():
+        return None
+    if not (path / CONFIG).is_file():
+        raise RunFolderError(f"{path} is not a run folder (no {CONFIG}); give a folder written by text2mesh stylize")
+    cfg = load_config(path=path / CONFIG)
+    return main_prompt(cfg) if cfg.prompts else None
+
+
+def load_target(path: str | Path) -> Target:
+    """A run folder (its stylized mesh and prompt) or a mesh file (normalized, its vertex colours)."""
+    from .api import load_run
+    from .config import MeshConfig
+    from .mesh import prepare_mesh
+
+    path = Path(path)
+    prompt = run_prompt(path)
+    if path.is_dir():
+        result = load_run(path)
+        return Target(str(path), result.vertices, result.faces, result.colors, prompt, path)
     mesh = prepare_mesh(path, MeshConfig(max_edge=None, max_faces=None)).mesh
     return Target(str(path), mesh.vertices, mesh.faces, mesh.colors, None, None)
 
@@ -156,11 +172,11 @@ def score_targets(
     Raises:
         ConfigError: a bare mesh without a prompt, or a run without one.
     """
+    for path in paths:  # every cheap check before any mesh is loaded
+        if not prompts and run_prompt(path) is None:
+            what = "a run without a prompt" if Path(path).is_dir() else "a mesh file"
+            raise ConfigError(f"{path} is {what}: give a PROMPT to score it against")
     targets = [load_target(p) for p in paths]
-    for target in targets:
-        if not prompts and target.prompt is None:
-            what = "a mesh file" if target.run_dir is None else "a run without a prompt"
-            raise ConfigError(f"{target.name} is {what}: give a PROMPT to score it against")
     clip_name = f"{clip.name} ({clip.source})"
     scores = []
     for target in targets:

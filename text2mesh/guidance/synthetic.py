@@ -297,8 +297,11 @@ def _caption_2d(colour: int, second: int, pattern: int, r: list[float]) -> tuple
 
 def captions_for(colour: torch.Tensor, second: torch.Tensor, pattern: torch.Tensor, surface: torch.Tensor,
                  g: torch.Generator) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One random caption per sample: (texts, cap_colour, cap_second, cap_pattern, cap_surface)."""
-    rolls = torch.rand(len(colour), 5, generator=g).tolist()
+    """One random caption per sample: (texts, cap_colour, cap_second, cap_pattern, cap_surface).
+
+    Flat pictures draw 3 random numbers each (what the shipped text2mesh-tiny was trained on),
+    batches with 3D samples 5."""
+    rolls = torch.rand(len(colour), 5 if bool((surface >= 0).any()) else 3, generator=g).tolist()
     rows = [_caption(int(c), int(s), int(p), r, int(f)) for c, s, p, f, r in zip(colour, second, pattern, surface, rolls)]
     texts = [row[0] for row in rows]
     mentions = torch.tensor([row[1:] for row in rows], dtype=torch.int64).reshape(-1, 4)
