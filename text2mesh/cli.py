@@ -329,7 +329,7 @@ def vary_command(run_dir, strength, n, output, iters, seed, device, overwrite, q
 @click.option("--clip-checkpoint", type=click.Path(dir_okay=False), help="Local CLIP weights file for --clip-model.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", help="Where to run.")
 @click.option("--iterations", is_flag=True, help="Also report each run's iterations to score (from its loss.csv).")
-@click.option("--threshold", type=float, help="Similarity for --iterations (default 0.22; 0.5 for tiny-CLIP runs).")
+@click.option("--threshold", type=float, help="Similarity for --iterations (default 0.22; 0.4 for tiny-CLIP runs).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table as CSV.")
 def score_command(args, clip_model, clip_pretrained, clip_checkpoint, device, iterations, threshold, csv_path) -> None:
     """Score run folders or meshes: 100 x mean CLIP similarity of 24 views to the prompt (X-Mesh's MES).
