@@ -198,3 +198,11 @@ def test_bad_mesh_is_reported_before_clip_and_leaves_no_folder(capsys, tmp_path,
     code, _, err = run_cli(["stylize", str(tmp_path), "a red vase", "-o", str(out), "--clip-model", "ViT-B-32"], capsys)
     assert code != 0 and "is a directory" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_missing_image_prompt_is_reported_before_anything_is_made(files, capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["stylize", str(files["mesh"]), "a red vase", "-o", str(out),
+                            "--image-prompt", str(tmp_path / "nowhere.png"), *tiny_args(files)], capsys)
+    assert code == 1 and "image prompt not found" in err and err.count("\n") == 1
+    assert not out.exists()

@@ -27,7 +27,7 @@ from .config import Config, load_config, save_config
 from .errors import ConfigError, Interrupted
 from .field import StyleField
 from .guidance.clip import TINY_MODEL
-from .guidance.objective import Objective, build_targets, split_weight
+from .guidance.objective import Objective, build_targets, load_image, split_weight
 from .mesh import Mesh, PreparedMesh, Transform, prepare_mesh, vertex_normals
 from .optimize import Callback, Every, Loop, ProgressBar
 from .run import RunFolder, read_losses
@@ -133,8 +133,13 @@ def main_prompt(cfg: Config) -> str:
 
 
 def check_targets(cfg: Config) -> list:
-    """The config's weighted targets; raises ConfigError for empty prompts or no positive target."""
-    return build_targets(None, cfg.prompts, cfg.image_prompts, cfg.negatives)
+    """The config's weighted targets; raises ConfigError for empty prompts or no positive target,
+    ImageError for an image prompt that cannot be read (before any folder or model is made)."""
+    targets = build_targets(None, cfg.prompts, cfg.image_prompts, cfg.negatives)
+    for target in targets:
+        if target.kind == "image":
+            load_image(target.value)
+    return targets
 
 
 def _load_clip(cfg: Config, device: torch.device):
