@@ -166,3 +166,13 @@ def test_render_run_writes_into_its_renders_folder(run_dir):
     main_exit(["render", str(run_dir), "--size", "32", "--frames", "2", "--views", "2", "--no-mp4", "--device", "cpu"])
     names = {p.name for p in (run_dir / "renders").iterdir()}
     assert {"before_after.png", "turntable.gif", "views.png", "loss.png"} <= names
+
+
+def test_render_mesh_file_writes_next_to_the_mesh_by_default(tmp_path, monkeypatch):
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    (tmp_path / "meshes").mkdir()
+    export_mesh(sphere.vertices, sphere.faces, None, tmp_path / "meshes" / "ball.ply")
+    monkeypatch.chdir(tmp_path)
+    main_exit(["render", "meshes/ball.ply", "--size", "32", "--frames", "2", "--views", "2", "--no-mp4", "--device", "cpu"])
+    assert (tmp_path / "meshes" / "ball_renders" / "turntable.gif").is_file()
+    assert not (tmp_path / "ball_renders").exists()

@@ -200,7 +200,7 @@ def _export_format(fmt: str | None, output: str | None) -> str:
 
 @cli.command("render")
 @click.argument("target", type=click.Path(exists=True))
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the pictures (default: RUN_DIR/renders or <mesh>_renders).")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the pictures (default: RUN_DIR/renders, or <mesh>_renders next to the mesh).")
 @click.option("--size", type=click.IntRange(16, 4096), default=512, show_default=True, help="Picture width and height.")
 @click.option("--frames", type=click.IntRange(1, 720), default=32, show_default=True, help="Turntable frames.")
 @click.option("--fps", type=click.FloatRange(1, 60), default=16.0, show_default=True, help="Turntable frames per second.")
@@ -220,7 +220,7 @@ def render_command(target, output, size, frames, fps, views, mp4, lighting, devi
 
     shown = load_shown(target)
     if output is None:
-        output = shown.run_dir / "renders" if shown.run_dir else Path(f"{shown.name}_renders")
+        output = shown.run_dir / "renders" if shown.run_dir else Path(target).parent / f"{shown.name}_renders"
     settings = PictureSettings(size=size, lighting=lighting, device=str(resolve_device(device)))
     labels = ("before", "after") if shown.run_dir else ("shape", "colours")
     written = write_pictures(output, shown.after, shown.before, shown.losses, settings,
