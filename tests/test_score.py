@@ -154,3 +154,14 @@ def test_judge_scores_a_run_steered_to_its_prompt_above_another_prompt_and_the_b
     steered, other = score_targets([run], ["a red spiky object", "a blue smooth object"], judge)
     (bare,) = score_targets([MESHES / "sphere.obj"], ["a red spiky object"], judge)
     assert steered.score > other.score + 5 and steered.score > bare.score + 5, (steered, other, bare)
+
+
+def test_a_picture_run_is_refused_in_one_line(tmp_path, capsys):
+    from text2mesh.imagine import imagine
+
+    cfg = load_config(overrides={"imagine": {"size": [32, 32], "render_size": 32}, "optim": {"iters": 1}})
+    imagine("a red image", cfg, tmp_path / "picture", clip=load_clip(TINY_MODEL))
+    for command in (["score", str(tmp_path / "picture"), "--clip-model", TINY_JUDGE],
+                    ["stylize", "--resume", str(tmp_path / "picture")]):
+        code, _, err = run_cli(command, capsys)
+        assert code == 1 and "holds no stylized mesh" in err and err.count("\n") == 1, err

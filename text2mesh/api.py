@@ -24,7 +24,7 @@ import trimesh
 from torch import Tensor
 
 from .config import Config, load_config, save_config
-from .errors import ConfigError, Interrupted
+from .errors import ConfigError, Interrupted, RunFolderError
 from .field import StyleField
 from .guidance.clip import TINY_MODEL
 from .guidance.objective import Objective, build_targets, load_image, split_weight
@@ -189,6 +189,14 @@ def _mesh_state(prepared: PreparedMesh) -> dict[str, Any]:
         "source": prepared.source,
         "report": list(prepared.report),
     }
+
+
+def _stylize_checkpoint(run: RunFolder) -> dict[str, Any]:
+    """The run's checkpoint; RunFolderError when it is not a stylize run's (e.g. an imagine run)."""
+    state = run.load_checkpoint()
+    if "mesh" not in state:
+        raise RunFolderError(f"{run.path} holds no stylized mesh (a picture from imagine?); give a folder written by text2mesh stylize")
+    return state
 
 
 def _prepared_from_state(state: dict[str, Any]) -> PreparedMesh:
@@ -391,7 +399,7 @@ def resume(
         save_config(cfg, run.config)
     if cfg.mesh_path:
         run.protected = [Path(cfg.mesh_path).resolve()]
-    state = run.load_checkpoint()
+    state = _stylize_checkpoint(run)
     device = resolve_device(cfg.optim.device)
     if clip is None:
         clip = _load_clip(cfg, device)
@@ -405,7 +413,7 @@ def load_run(run_dir: str | Path) -> StyleResult:
     """Reload a run folder's latest checkpoint on the CPU (no CLIP needed)."""
     run = RunFolder.open(run_dir)
     cfg = load_config(path=run.config)
-    state = run.load_checkpoint()
+    state = _stylize_checkpoint(run)
     prepared = _prepared_from_state(state["mesh"])
     field = build_field(cfg, prepared.mesh.vertices)
     field.load_state_dict(state["loop"]["problem"])
