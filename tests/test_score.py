@@ -165,3 +165,9 @@ def test_a_picture_run_is_refused_in_one_line(tmp_path, capsys):
                     ["stylize", "--resume", str(tmp_path / "picture")]):
         code, _, err = run_cli(command, capsys)
         assert code == 1 and "holds no stylized mesh" in err and err.count("\n") == 1, err
+
+
+def test_a_mesh_without_prompt_is_named_before_the_judge_loads(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the default judge is not cached here
+    code, _, err = run_cli(["score", str(MESHES / "sphere.obj")], capsys)
+    assert code == 1 and "give a PROMPT" in err and err.count("\n") == 1, err

@@ -337,16 +337,15 @@ def score_command(args, clip_model, clip_pretrained, clip_checkpoint, device, it
     Leading arguments that exist are run folders or mesh files; the rest are prompts (default:
     each run's own). Writes score.json into each run folder and prints one table.
     """
-    from .score import DEFAULT_CLIP, score_targets, table
+    from .score import DEFAULT_CLIP, check_targets, score_targets, table
 
-    targets = []
-    for arg in args:
-        if targets and not Path(arg).exists():
+    targets = [args[0]]
+    for arg in args[1:]:
+        if not Path(arg).exists():
             break
         targets.append(arg)
     prompts = list(args[len(targets):])
-    if not Path(targets[0]).exists():
-        raise ConfigError(f"{targets[0]}: no such run folder or mesh file")
+    check_targets(targets, prompts)  # before the CLIP loads (seconds, or a download)
     from .api import resolve_device
     from .guidance.clip import load_clip
 

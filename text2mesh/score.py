@@ -117,14 +117,31 @@ def run_prompt(path: str | Path) -> str | None:
     return main_prompt(cfg) if cfg.prompts else None
 
 
-def load_target(path: str | Path) -> Target:
-    """A run folder (its stylized mesh and prompt) or a mesh file (normalized, its vertex colours)."""
+def check_targets(paths: Sequence[str | Path], prompts: Sequence[str]) -> list[str | None]:
+    """Every cheap check of the targets, before any mesh or CLIP is loaded.
+
+    Returns:
+        Each path's run prompt (None for a mesh file).
+    Raises:
+        ConfigError / RunFolderError: a path that is no run folder or file, or nothing to score
+        a target against (a mesh file or a run without a prompt, and no PROMPT given).
+    """
+    found = [run_prompt(path) for path in paths]
+    for path, prompt in zip(paths, found):
+        if not prompts and prompt is None:
+            what = "a run without a prompt" if Path(path).is_dir() else "a mesh file"
+            raise ConfigError(f"{path} is {what}: give a PROMPT to score it against")
+    return found
+
+
+def load_target(path: str | Path, prompt: str | None = None) -> Target:
+    """A run folder (its stylized mesh; ``prompt`` is its run prompt) or a mesh file (normalized,
+    its vertex colours)."""
     from .api import load_run
     from .config import MeshConfig
     from .mesh import prepare_mesh
 
     path = Path(path)
-    prompt = run_prompt(path)
     if path.is_dir():
         result = load_run(path)
         return Target(str(path), result.vertices, result.faces, result.colors, prompt, path)
@@ -171,13 +188,9 @@ def score_targets(
 
     Writes ``score.json`` into each run folder (one entry per prompt) when ``write``.
     Raises:
-        ConfigError: a bare mesh without a prompt, or a run without one.
+        ConfigError / RunFolderError: see :func:`check_targets`.
     """
-    for path in paths:  # every cheap check before any mesh is loaded
-        if not prompts and run_prompt(path) is None:
-            what = "a run without a prompt" if Path(path).is_dir() else "a mesh file"
-            raise ConfigError(f"{path} is {what}: give a PROMPT to score it against")
-    targets = [load_target(p) for p in paths]
+    targets = [load_target(path, prompt) for path, prompt in zip(paths, check_targets(paths, prompts))]
     clip_name = f"{clip.name} ({clip.source})"
     scores = []
     for target in targets:
