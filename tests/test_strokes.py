@@ -7,6 +7,7 @@ from text2mesh.strokes import (
     Strokes,
     bezier_points,
     composite_over,
+    paint_in_order,
     random_strokes,
     render_strokes,
     stroke_coverage,
@@ -112,3 +113,13 @@ def test_closed_form_compositing_equals_painting_layer_by_layer_with_gradients()
     for x, y in zip(torch.autograd.grad((closed * weights).sum(), [alpha, colors, background]),
                     torch.autograd.grad((layered * weights).sum(), [alpha, colors, background])):
         assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_painting_frames_are_the_painting_after_each_count_of_strokes():
+    strokes = random_strokes(9, generator=torch.Generator().manual_seed(3))
+    counts = [0, 1, 4, 4, 9]
+    frames = paint_in_order(strokes, (24, 32), (0.2, 0.5, 0.9), counts)
+    assert frames.shape == (5, 3, 24, 32)
+    for frame, count in zip(frames, counts):
+        assert torch.allclose(frame, render_strokes(strokes[:count], (24, 32), (0.2, 0.5, 0.9)), atol=1e-5)
+    assert not torch.equal(frames[1], frames[2])  # strokes do appear between frames

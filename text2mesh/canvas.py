@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from .config import FieldConfig
 from .field import StyleField
 from .render import Fragments, composite, interpolate, rasterize, transform_vertices
-from .strokes import Strokes, random_strokes, render_strokes
+from .strokes import Strokes, paint_in_order, random_strokes, render_strokes
 from .views import Cameras, cameras_from_angles
 
 __all__ = [
@@ -299,6 +299,12 @@ class StrokeCanvas(Canvas):
         return render_strokes(
             strokes, size, self._background(size), segments=self.segments, softness=self.softness
         )
+
+
+    def painting_frames(self, size: tuple[int, int], counts: list[int]) -> Tensor:
+        """[K, 3, H, W]: the painting after the first ``counts[k]`` strokes (ascending)."""
+        return paint_in_order(self.strokes(), size, self._background(size), counts,
+                              segments=self.segments, softness=self.softness)
 
 
 @dataclass(frozen=True)

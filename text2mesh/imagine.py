@@ -386,7 +386,7 @@ def stroke_frames(canvas: StrokeCanvas, cfg: Config) -> list[np.ndarray]:
     size = _preview_size(output_size(cfg))
     count = min(n, MAX_STROKE_FRAMES) + 1
     steps = sorted({round(i * n / (count - 1)) for i in range(count)})
-    return [_uint8(canvas.texture(size, n=k)) for k in steps]
+    return [_uint8(frame) for frame in canvas.painting_frames(size, steps)]
 
 
 def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> ImageResult:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 EDGE_SLOPE = 4.0  # sigmoid steepness across a brush edge, per softness pixel
 
-__all__ = ["Strokes", "bezier_points", "composite_over", "random_strokes", "render_strokes", "stroke_coverage"]
+__all__ = ["Strokes", "bezier_points", "composite_over", "paint_in_order", "random_strokes", "render_strokes", "stroke_coverage"]
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,41 @@ def render_strokes(
     alpha = stroke_coverage(strokes, image_size, segments=segments, softness=softness)
     alpha = alpha * strokes.opacities[:, None, None]  # [N, H, W]
     return composite_over(alpha, strokes.colors.to(dtype), canvas)
+
+
+def paint_in_order(
+    strokes: Strokes,
+    image_size: tuple[int, int],
+    background: Tensor | tuple[float, float, float],
+    counts: list[int],
+    *,
+    segments: int = 16,
+    softness: float = 1.0,
+) -> Tensor:
+    """The painting after each of ``counts`` strokes (an animation of it being painted).
+
+    Every stroke's coverage is found once and painted over the previous frame, so K frames
+    of N strokes cost one :func:`render_strokes`, not K.
+
+    Args:
+        strokes, image_size, background, segments, softness: as :func:`render_strokes`.
+        counts: K stroke counts, ascending, each in [0, N].
+    Returns:
+        [K, 3, H, W]: frame k equals ``render_strokes(strokes[:counts[k]], ...)``.
+    """
+    height, width = image_size
+    dtype, device = strokes.points.dtype, strokes.points.device
+    canvas = torch.as_tensor(background).to(device=device, dtype=dtype)
+    canvas = (canvas[:, None, None] if canvas.dim() == 1 else canvas).expand(3, height, width).clone()
+    alpha = stroke_coverage(strokes, image_size, segments=segments, softness=softness) if len(strokes) else None
+    frames, painted = [], 0
+    for count in counts:
+        for index in range(painted, count):
+            a = alpha[index] * strokes.opacities[index]
+            canvas = canvas * (1 - a) + strokes.colors[index].to(dtype)[:, None, None] * a
+        painted = max(painted, count)
+        frames.append(canvas)
+    return torch.stack(frames)
 
 
 def composite_over(alpha: Tensor, colors: Tensor, background: Tensor) -> Tensor:
