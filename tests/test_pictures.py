@@ -64,6 +64,37 @@ def test_before_after_shows_the_base_above_the_stylized_mesh(two_faced):
     assert after[0] > 0.7, "the stylized mesh is drawn in its colours"
 
 
+def test_before_after_of_one_shape_draws_both_rows_as_two_separate_drawings_would(two_faced):
+    vertices, faces, colors = two_faced
+    moved = vertices * 0.9  # another shape: drawn by two rasterizations
+    shared = before_after((vertices, faces, None), (vertices, faces, colors), n_views=2, settings=SMALL)
+    apart = before_after((moved, faces, None), (vertices, faces, colors), n_views=2, settings=SMALL)
+    alone = before_after((vertices, faces, colors), (vertices, faces, colors), n_views=2, settings=SMALL)
+    assert np.array_equal(shared[64:], apart[64:]) and np.array_equal(shared[64:], alone[64:])
+    grey_apart = before_after((vertices, faces, None), (moved, faces, colors), n_views=2, settings=SMALL)
+    assert np.array_equal(shared[:64], grey_apart[:64])
+    assert not np.array_equal(shared[:64], alone[:64]), "the base is drawn grey, not in the style's colours"
+
+
+def test_a_renderer_made_with_other_options_shares_the_topology_and_draws_as_a_fresh_one(two_faced, monkeypatch):
+    from text2mesh.render import Renderer
+    from text2mesh.render import renderer as renderer_module
+
+    calls = []
+    original = renderer_module.face_neighbors
+    monkeypatch.setattr(renderer_module, "face_neighbors", lambda faces: calls.append(1) or original(faces))
+    vertices, faces, colors = two_faced
+    plain = Renderer(antialias=False)
+    frames = turntable(vertices, faces, colors, n_frames=2, settings=SMALL, renderer=plain)
+    smooth = plain.with_options(antialias=True)
+    assert smooth.antialias and not plain.antialias
+    shared = turntable(vertices, faces, colors, n_frames=2, settings=SMALL, renderer=smooth)
+    assert len(calls) == 1, "the topology is found once for both renderers"
+    fresh = turntable(vertices, faces, colors, n_frames=2, settings=SMALL, renderer=Renderer(antialias=True))
+    assert all(np.array_equal(a, b) for a, b in zip(shared, fresh))
+    assert not all(np.array_equal(a, b) for a, b in zip(shared, frames)), "antialiasing changes the edges"
+
+
 def test_view_grid_tiles_views_row_by_row(two_faced):
     grid = view_grid(*two_faced, n_views=5, columns=3, settings=SMALL)
     assert grid.shape == (128, 192, 3)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 FIELD_SEED_OFFSET = 0
 LOOP_SEED_OFFSET = 1_000_003
 CPU_ITERS_HINT = 300  # above this many CPU iterations, suggest the draft preset
+TURNTABLE_FRAMES = 24  # of a run's turntable.gif
+TURNTABLE_SIZE = 256  # its largest side
 
 
 @dataclass
@@ -275,29 +277,37 @@ class _RunWriter(Callback):
 
 
 def _final_pictures(session: _Session, run: RunFolder) -> list[Path]:
-    """before_after.png, views.png, turntable.gif and loss.png in ``renders/``."""
-    from .export import pictures
+    """before_after.png, views.png, turntable.gif and loss.png in ``renders/``, drawn with the
+    optimization's renderer (antialiased) so that the mesh's topology is not found again."""
+    from .export.pictures import PictureSettings
+    from .export.runs import write_pictures
 
     out = session.cfg.output
     problem = session.problem
     with torch.no_grad():
         styled = problem.styled(1.0)
     faces = problem.mesh.faces
-    after = (styled.vertices, faces, styled.colors)
-    settings = pictures.PictureSettings(size=out.final_resolution, device=str(session.device))
-    written = [pictures.save_png(pictures.loss_plot(session.loop.losses), run.renders / "loss.png")]
-    if out.before_after:
-        before = (problem.mesh.vertices, faces, problem.base_colors)
-        grid = pictures.before_after(before, after, n_views=2, settings=settings)
-        written.append(pictures.save_png(grid, run.renders / "before_after.png"))
-    if out.n_final_views > 0:
-        grid = pictures.view_grid(*after, n_views=out.n_final_views, columns=min(4, out.n_final_views), settings=settings)
-        written.append(pictures.save_png(grid, run.renders / "views.png"))
-    if out.turntable:
-        small = dataclasses.replace(settings, size=min(256, out.final_resolution))
-        frames = pictures.turntable(*after, n_frames=24, settings=small)
-        written.append(pictures.save_gif(frames, run.renders / "turntable.gif", fps=12))
-    return written
+    before = (problem.mesh.vertices, faces, problem.base_colors) if out.before_after else None
+    return write_pictures(
+        run.renders,
+        (styled.vertices, faces, styled.colors),
+        before,
+        session.loop.losses,
+        PictureSettings(size=out.final_resolution, device=str(session.device)),
+        n_frames=TURNTABLE_FRAMES if out.turntable else 0,
+        fps=12,
+        n_views=out.n_final_views,
+        mp4=False,
+        gif_size=min(TURNTABLE_SIZE, out.final_resolution),
+        renderer=_picture_renderer(problem.renderer),
+    )
+
+
+def _picture_renderer(renderer):
+    """An antialiased renderer sharing the optimization's topology (a fresh one for others)."""
+    from .render import Renderer
+
+    return renderer.with_options(antialias=True) if isinstance(renderer, Renderer) else Renderer()
 
 
 def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> StyleResult:

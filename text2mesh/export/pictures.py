@@ -61,21 +61,19 @@ def render_views(
     Args:
         vertices: [V, 3] float (tensor or array), normalized frame.
         faces: [F, 3] int.
-        colors: [V, 3] float in [0, 1], or None for plain grey.
+        colors: [V, 3] float in [0, 1], None for plain grey, or [P, V, 3] for P colourings
+            drawn from one rasterization.
         azimuth, elevation: [B] radians (see :mod:`text2mesh.views`).
         settings: framing and drawing options.
-        renderer: reuse one across calls; default a fresh antialiased Renderer.
+        renderer: reuse one across calls (its topology is found once); default a fresh
+            antialiased Renderer.
     Returns:
-        [B, H, W, 3] uint8 pictures.
+        [B, H, W, 3] uint8 pictures, or [P * B, H, W, 3] (colouring by colouring) with passes.
     """
     device = torch.device(settings.device)
     v = _tensor(vertices, torch.float32, device)
     f = _tensor(faces, torch.int64, device)
-    c = (
-        torch.tensor(GREY, device=device).expand(len(v), 3)
-        if colors is None
-        else _tensor(colors, torch.float32, device).clamp(0, 1)
-    )
+    c = _colors(colors, len(v), device)
     azimuth = torch.as_tensor(azimuth, dtype=torch.float32)
     elevation = torch.as_tensor(elevation, dtype=torch.float32)
     renderer = renderer or Renderer()
@@ -90,8 +88,17 @@ def render_views(
                 image_size=(settings.size, settings.size),
             )
             out = renderer.render(v, f, cameras, c, lighting=settings.lighting, background=settings.background)
-            pictures.append(to_uint8(out.images.permute(0, 2, 3, 1)))
-    return np.concatenate(pictures) if pictures else np.zeros((0, settings.size, settings.size, 3), np.uint8)
+            pictures.append(to_uint8(out.images.movedim(-3, -1)))
+    if not pictures:
+        return np.zeros((0, settings.size, settings.size, 3), np.uint8)
+    return np.concatenate(pictures, axis=-4).reshape(-1, settings.size, settings.size, 3)
+
+
+def _colors(colors, n_vertices: int, device: torch.device) -> torch.Tensor:
+    """[V, 3] or [P, V, 3] colours clamped to [0, 1]; None: plain grey [V, 3]."""
+    if colors is None:
+        return torch.tensor(GREY, device=device).expand(n_vertices, 3)
+    return _tensor(colors, torch.float32, device).clamp(0, 1)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -100,7 +107,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def turntable(
-    vertices, faces, colors, n_frames: int = 30, settings: PictureSettings = PictureSettings()
+    vertices,
+    faces,
+    colors,
+    n_frames: int = 30,
+    settings: PictureSettings = PictureSettings(),
+    renderer: Renderer | None = None,
 ) -> list[np.ndarray]:
     """Frames of one full turn around the mesh, starting from the front.
 
@@ -108,7 +120,7 @@ def turntable(
         ``n_frames`` pictures [H, W, 3] uint8.
     """
     azimuth, elevation = orbit_views(n_frames, settings.elevation, FRONT_AZIMUTH)
-    return list(render_views(vertices, faces, colors, azimuth, elevation, settings))
+    return list(render_views(vertices, faces, colors, azimuth, elevation, settings, renderer))
 
 
 def view_grid(
@@ -118,6 +130,7 @@ def view_grid(
     n_views: int = 8,
     columns: int = 4,
     settings: PictureSettings = PictureSettings(),
+    renderer: Renderer | None = None,
 ) -> np.ndarray:
     """Evenly spaced views (front first, then turning) tiled ``columns`` per row.
 
@@ -125,7 +138,8 @@ def view_grid(
         [rows * size, columns * size, 3] uint8 (unused tiles are background).
     """
     azimuth, elevation = orbit_views(n_views, settings.elevation, FRONT_AZIMUTH)
-    return tile(list(render_views(vertices, faces, colors, azimuth, elevation, settings)), columns, settings)
+    views = render_views(vertices, faces, colors, azimuth, elevation, settings, renderer)
+    return tile(list(views), columns, settings)
 
 
 def before_after(
@@ -134,22 +148,34 @@ def before_after(
     n_views: int = 2,
     settings: PictureSettings = PictureSettings(),
     labels: tuple[str, str] = ("before", "after"),
+    renderer: Renderer | None = None,
 ) -> np.ndarray:
     """The base mesh above the stylized one, from the same ``n_views`` angles.
 
     Args:
-        before, after: (vertices [V, 3], faces [F, 3], colors [V, 3] or None) each.
+        before, after: (vertices [V, 3], faces [F, 3], colors [V, 3] or None) each; when
+            both have the same vertices (a colour-only style), one rasterization draws both.
         n_views: views per row: the front, then turning 45 degrees each (front, three-quarter, side, ...).
     Returns:
         [2 * size, n_views * size, 3] uint8, each row captioned.
     """
     azimuth = FRONT_AZIMUTH - torch.arange(n_views, dtype=torch.float32) * (math.pi / 4)
     elevation = torch.full((n_views,), settings.elevation)
-    rows = []
-    for mesh, label in zip((before, after), labels):
-        row = tile(list(render_views(*mesh, azimuth, elevation, settings)), n_views, settings)
-        rows.append(caption(row, label))
+    if _same_shape(before, after):
+        colors = torch.stack([_colors(mesh[2], len(before[0]), torch.device(settings.device)) for mesh in (before, after)])
+        views = render_views(before[0], before[1], colors, azimuth, elevation, settings, renderer)
+        shown = [views[:n_views], views[n_views:]]
+    else:
+        shown = [render_views(*mesh, azimuth, elevation, settings, renderer) for mesh in (before, after)]
+    rows = [caption(tile(list(views), n_views, settings), label) for views, label in zip(shown, labels)]
     return np.concatenate(rows, axis=0)
+
+
+def _same_shape(first: tuple, second: tuple) -> bool:
+    """Whether two (vertices, faces, colors) meshes have equal vertices and faces."""
+    a, b = (_tensor(mesh[0], torch.float32, "cpu") for mesh in (first, second))
+    f, g = (_tensor(mesh[1], torch.int64, "cpu") for mesh in (first, second))
+    return a.shape == b.shape and f.shape == g.shape and torch.equal(a, b) and torch.equal(f, g)
 
 
 def tile(pictures: list[np.ndarray], columns: int, settings: PictureSettings = PictureSettings()) -> np.ndarray:

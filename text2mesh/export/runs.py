@@ -6,6 +6,7 @@ The glue between :class:`text2mesh.api.StyleResult` and the format-level functio
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..render import Renderer
 from . import pictures
 from .meshes import export_mesh
 from .pictures import PictureSettings
@@ -88,35 +90,45 @@ def write_pictures(
     n_views: int = 8,
     mp4: bool | None = None,
     labels: tuple[str, str] = ("before", "after"),
+    gif_size: int | None = None,
+    renderer: Renderer | None = None,
 ) -> list[Path]:
-    """The standard pictures of a mesh, written into ``out_dir``.
+    """The standard pictures of a mesh, written into ``out_dir`` (the one place that writes them,
+    for runs and for ``render``).
 
-    Writes ``turntable.gif`` (+ ``turntable.mp4`` when ``mp4`` is True, or None and an
-    encoder is installed), ``views.png`` (``n_views`` views, 4 per row), ``before_after.png``
-    when ``before`` is given, and ``loss.png`` when there are losses.
+    Writes ``before_after.png`` when ``before`` is given, ``turntable.gif`` of ``n_frames``
+    frames (none when 0; + ``turntable.mp4`` when ``mp4`` is True, or None and an encoder is
+    installed), ``views.png`` (``n_views`` views, 4 per row; none when 0), and ``loss.png``
+    when there are losses. One renderer draws them all, so the mesh's topology is found once.
 
     Args:
         after: the mesh to show (normalized frame). before: the mesh before stylization.
+        settings: framing, drawing and the size of the pictures; ``gif_size`` the turntable's
+            (default: the same).
+        renderer: e.g. the optimization's, sharing its topology (see ``Renderer.with_options``).
     Returns:
         The files written, most useful first.
     """
     out_dir = Path(out_dir)
     settings = settings or PictureSettings()
+    renderer = renderer or Renderer()
+    small = settings if gif_size in (None, settings.size) else dataclasses.replace(settings, size=gif_size)
     written = []
     if before is not None:
-        picture = pictures.before_after(before, after, n_views=2, settings=settings, labels=labels)
+        picture = pictures.before_after(before, after, n_views=2, settings=settings, labels=labels, renderer=renderer)
         written.append(pictures.save_png(picture, out_dir / "before_after.png"))
-    frames = pictures.turntable(*after, n_frames=n_frames, settings=settings)
-    written.append(pictures.save_gif(frames, out_dir / "turntable.gif", fps=fps))
-    if mp4 or (mp4 is None and pictures.video_encoder_available()):
+    frames = pictures.turntable(*after, n_frames=n_frames, settings=small, renderer=renderer) if n_frames > 0 else []
+    if frames:
+        written.append(pictures.save_gif(frames, out_dir / "turntable.gif", fps=fps))
+    if frames and (mp4 or (mp4 is None and pictures.video_encoder_available())):
         written.append(pictures.save_mp4(frames, out_dir / "turntable.mp4", fps=fps))
     if n_views > 0:
-        # the turntable's first frames are views too: reuse them when they are the same angles
-        if n_frames % n_views == 0:
-            views = frames[:: n_frames // n_views]
-            grid = pictures.tile(views, min(4, n_views), settings)
+        # the turntable's frames are views too: reuse them when they are the same angles and size
+        if frames and small is settings and n_frames % n_views == 0:
+            grid = pictures.tile(frames[:: n_frames // n_views], min(4, n_views), settings)
         else:
-            grid = pictures.view_grid(*after, n_views=n_views, columns=min(4, n_views), settings=settings)
+            grid = pictures.view_grid(*after, n_views=n_views, columns=min(4, n_views), settings=settings,
+                                      renderer=renderer)
         written.append(pictures.save_png(grid, out_dir / "views.png"))
     if len(losses) > 0:
         written.append(pictures.save_png(pictures.loss_plot(losses), out_dir / "loss.png"))

@@ -75,6 +75,29 @@ def transform_vertices(vertices: Tensor, cameras: Cameras) -> Tensor:
     return planes.permute(1, 2, 0)
 
 
+class _TopologyCache:
+    """Face adjacency, edges and closedness of the last faces seen (found once per mesh, not
+    per render: they cost more than a small render)."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[Tensor, Tensor, Tensor, bool] | None = None
+
+    def get(self, faces: Tensor) -> tuple[Tensor, Tensor, bool]:
+        """(face adjacency [F, 3], edges [5, E] (see :func:`mesh_edges`), closed and oriented)."""
+        if self._entry is not None:
+            cached_faces, *topology = self._entry
+            if (
+                cached_faces.shape == faces.shape
+                and cached_faces.device == faces.device
+                and torch.equal(cached_faces, faces)
+            ):
+                return tuple(topology)
+        neighbors = face_neighbors(faces)
+        topology = (neighbors, mesh_edges(faces, neighbors), is_closed_and_oriented(faces))
+        self._entry = (faces.detach().clone(), *topology)
+        return topology
+
+
 class Renderer:
     """Differentiable mesh renderer (pure PyTorch; CPU and CUDA).
 
@@ -121,27 +144,20 @@ class Renderer:
         self.max_candidates = int(max_candidates)
         self.threads = threads
         self.cull_back_faces = cull_back_faces
-        self._topology: tuple[Tensor, Tensor, Tensor, bool] | None = None
+        self._topology = _TopologyCache()
+
+    def with_options(self, **changes) -> Renderer:
+        """A renderer with some constructor options changed that shares this one's cached
+        topology (e.g. antialiased pictures of the mesh an optimization rendered without)."""
+        options = {name: getattr(self, name) for name in
+                   ("antialias", "two_sided", "sh_coefficients", "max_candidates", "threads", "cull_back_faces")}
+        other = Renderer(**{**options, **changes})
+        other._topology = self._topology
+        return other
 
     def neighbors(self, faces: Tensor) -> Tensor:
         """[F, 3] face adjacency (see :func:`face_neighbors`), cached for the last faces."""
-        return self._cached_topology(faces)[0]
-
-    def _cached_topology(self, faces: Tensor) -> tuple[Tensor, Tensor, bool]:
-        """(face adjacency [F, 3], edges [5, E] (see :func:`mesh_edges`), closed and
-        oriented) of the last faces seen."""
-        if self._topology is not None:
-            cached_faces, *topology = self._topology
-            if (
-                cached_faces.shape == faces.shape
-                and cached_faces.device == faces.device
-                and torch.equal(cached_faces, faces)
-            ):
-                return tuple(topology)
-        neighbors = face_neighbors(faces)
-        topology = (neighbors, mesh_edges(faces, neighbors), is_closed_and_oriented(faces))
-        self._topology = (faces.detach().clone(), *topology)
-        return topology
+        return self._topology.get(faces)[0]
 
     def render(
         self,
@@ -204,7 +220,7 @@ class Renderer:
         passes = colors.shape[0] if colors.dim() == 3 else None
         num_passes = passes or 1
         clip_vertices = transform_vertices(vertices, cameras)
-        _, edges, closed = self._cached_topology(faces)
+        _, edges, closed = self._topology.get(faces)
         centers = camera_centers(cameras.world_to_camera.to(vertices))
         orientation, back = face_orientation(vertices, faces, centers)
         fragments = rasterize(
