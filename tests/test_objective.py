@@ -7,13 +7,8 @@ from PIL import Image
 
 from text2mesh.errors import ConfigError, ImageError
 from text2mesh.guidance import random_clip
-from text2mesh.guidance.objective import (
-    Objective,
-    Target,
-    Term,
-    build_targets,
-    split_weight,
-)
+from text2mesh.guidance.objective import Objective, Term
+from text2mesh.targets import Target, build_targets, split_weight
 
 
 @pytest.fixture(scope="module")

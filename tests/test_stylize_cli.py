@@ -206,3 +206,29 @@ def test_missing_image_prompt_is_reported_before_anything_is_made(files, capsys,
                             "--image-prompt", str(tmp_path / "nowhere.png"), *tiny_args(files)], capsys)
     assert code == 1 and "image prompt not found" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["stylize", "nowhere.obj", "a red vase"], "mesh file not found"),
+        (["stylize", "{mesh}", "a red vase", "--image-prompt", "nowhere.png"], "image prompt not found"),
+        (["stylize", "{mesh}", "a red vase", "--set", "optim.iters=-3"], "optim.iters"),
+        (["stylize", "{mesh}", "a red vase", "-o", "{full}"], "not empty"),
+        (["imagine", "a red image", "--image-prompt", "nowhere.png"], "image prompt not found"),
+    ],
+)
+def test_input_mistakes_are_answered_before_torch_is_imported(files, tmp_path, args, message):
+    """A typo costs a second, not the several seconds of loading torch (run in a fresh interpreter)."""
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    args = [a.format(mesh=files["mesh"], full=tmp_path / "full") for a in args]
+    script = (
+        "import sys\nfrom text2mesh.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch', code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.stdout.split() == ["no", "torch", "1"], done.stdout + done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1

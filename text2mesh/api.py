@@ -11,7 +11,6 @@ The command line is a thin layer over these functions::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ from .config import Config, load_config, save_config
 from .errors import ConfigError, Interrupted, RunFolderError
 from .field import StyleField
 from .guidance.clip import TINY_MODEL
-from .guidance.objective import Objective, build_targets, load_image, split_weight
+from .guidance.objective import Objective
 from .mesh import Mesh, PreparedMesh, Transform, prepare_mesh, vertex_normals
 from .optimize import Callback, Every, Loop, ProgressBar
 from .run import RunFolder, read_losses
 from .stylizer import StylizeProblem, style_mesh
+from .targets import check_targets, with_prompts
 
 log = logging.getLogger(__name__)
 
@@ -104,44 +104,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use cpu, cuda or mps") from None
-
-
-def prompt_spec(prompt: str) -> str:
-    """How the main prompt is stored in ``config.prompts`` (weight 1, unambiguous)."""
-    text, _ = split_weight(prompt)
-    return prompt if text == prompt else f"{prompt}:1"  # "ratio 3:2" must not read as weight 2
-
-
-def with_prompts(
-    cfg: Config,
-    prompt: str | None,
-    prompts: tuple[str, ...] | list[str] = (),
-    image_prompts: tuple[str, ...] | list[str] = (),
-    negatives: tuple[str, ...] | list[str] = (),
-) -> Config:
-    """A copy of ``cfg`` whose targets are: ``prompt`` (replacing the preset's prompts when given),
-    then the extra weighted prompts, image prompts and negatives."""
-    cfg = copy.deepcopy(cfg)
-    base = [prompt_spec(prompt)] if prompt is not None else list(cfg.prompts)
-    cfg.prompts = base + list(prompts)
-    cfg.image_prompts = list(cfg.image_prompts) + list(image_prompts)
-    cfg.negatives = list(cfg.negatives) + list(negatives)
-    return cfg
-
-
-def main_prompt(cfg: Config) -> str:
-    """The first text target (for folder names and captions)."""
-    return split_weight(cfg.prompts[0])[0] if cfg.prompts else "stylized"
-
-
-def check_targets(cfg: Config) -> list:
-    """The config's weighted targets; raises ConfigError for empty prompts or no positive target,
-    ImageError for an image prompt that cannot be read (before any folder or model is made)."""
-    targets = build_targets(None, cfg.prompts, cfg.image_prompts, cfg.negatives)
-    for target in targets:
-        if target.kind == "image":
-            load_image(target.value)
-    return targets
 
 
 def _load_clip(cfg: Config, device: torch.device):

@@ -129,16 +129,20 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
             device, prompts, image_prompts, negatives, settings, overwrite, resume_dir, quiet,
             up_axis, front_axis, max_edge, max_faces, no_clean) -> None:
     """Stylize MESH so it looks like PROMPT; writes a run folder (mesh files, renders, losses)."""
-    from . import api
     from .config import load_config, merge_dicts
-    from .run import default_run_dir
+    from .mesh.files import check_mesh_path
+    from .run import RunFolder, default_run_dir
+    from .targets import check_targets, main_prompt, with_prompts
 
     mesh_flags = _mesh_overrides(up_axis, front_axis, max_edge, max_faces, no_clean)
     if resume_dir is not None:
         if mesh or prompt or prompts or image_prompts or negatives or preset or config_file or settings or mesh_flags:
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --iters/--device/--quiet)")
+        from . import api
+
         result = api.resume(resume_dir, progress=not quiet, iters=iters, device=device)
     else:
+        # every check that needs no torch comes first: a mistake is answered in about a second
         overrides = merge_dicts(
             _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings),
             mesh_flags,
@@ -147,9 +151,13 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
         mesh = mesh or _preset_mesh(cfg.mesh_path)
         if not mesh:
             raise ConfigError("give a MESH file, e.g. text2mesh stylize meshes/human.obj \"a red vase\"")
-        cfg = api.with_prompts(cfg, prompt, prompts, image_prompts, negatives)
-        api.check_targets(cfg)
-        out_dir = output or default_run_dir(Path(mesh).stem, api.main_prompt(cfg))
+        cfg = with_prompts(cfg, prompt, prompts, image_prompts, negatives)
+        check_targets(cfg)
+        check_mesh_path(Path(mesh))
+        out_dir = output or default_run_dir(Path(mesh).stem, main_prompt(cfg))
+        RunFolder.check_new(out_dir, overwrite=overwrite)
+        from . import api
+
         result = api.stylize(mesh, None, cfg, out_dir, overwrite=overwrite, progress=not quiet)
     if not quiet:
         _echo_first_files(result.run_dir)
@@ -264,13 +272,15 @@ def imagine_command(prompt, output, iters, size, generator, seed, preset, config
                     clip_checkpoint, device, prompts, image_prompts, negatives, init_image, variations, settings,
                     overwrite, resume_dir, quiet) -> None:
     """Paint a picture that looks like PROMPT (the 2D mode); writes image.png and progress.gif."""
-    from . import imagine as im
     from .config import dotted_override, load_config, merge_dicts
-    from .run import default_run_dir
+    from .run import RunFolder, default_run_dir
+    from .targets import check_targets, with_prompts
 
     if resume_dir is not None:
         if prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image:
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --quiet)")
+        from . import imagine as im
+
         results = [im.imagine(None, output_dir=resume_dir, resume=True, progress=not quiet)]
     else:
         overrides = _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings)
@@ -281,8 +291,13 @@ def imagine_command(prompt, output, iters, size, generator, seed, preset, config
         cfg = load_config(preset=preset, path=config_file, overrides=overrides)
         if prompt is None and not (cfg.prompts or prompts or image_prompts):
             raise ConfigError("give a PROMPT, e.g. text2mesh imagine \"a watercolor of a lighthouse\"")
+        check_targets(with_prompts(cfg, prompt, prompts, image_prompts, negatives))  # before torch loads
         name = prompt or (prompts[0] if prompts else "image")
         out_dir = output or default_run_dir("imagine", name)
+        if variations == 1:
+            RunFolder.check_new(out_dir, overwrite=overwrite)
+        from . import imagine as im
+
         kwargs = {
             "prompts": prompts,
             "image_prompts": image_prompts,

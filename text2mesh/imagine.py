@@ -46,9 +46,10 @@ from .canvas import (
 from .config import Config, OptimConfig, load_config, save_config
 from .cutouts import CutoutSchedule, make_cutouts
 from .errors import ConfigError, ImageError, Interrupted, RunFolderError
-from .guidance.objective import Objective, Target, Term, build_targets, split_weight
+from .guidance.objective import Objective, Term
 from .optimize import Callback, Every, Loop, ProgressBar
 from .run import RunFolder, read_losses
+from .targets import Target, build_targets, split_weight
 
 __all__ = [
     "ImageResult",
@@ -418,7 +419,7 @@ def _prepare(
     negatives: Sequence[str],
     init_image: str | Path | None,
 ) -> Config:
-    from .api import with_prompts
+    from .targets import with_prompts
 
     cfg = with_prompts(config if config is not None else load_config(), prompt, prompts, image_prompts, negatives)
     if init_image is not None:

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import RunFolderError
 from .export.files import write_bytes_atomic
 
@@ -109,11 +107,15 @@ class RunFolder:
         return path
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch
+
         buffer = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
         write_bytes_atomic(self.checkpoint, buffer.getvalue())
 
     def load_checkpoint(self) -> dict[str, Any]:
+        import torch
+
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files

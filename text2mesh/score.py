@@ -102,9 +102,9 @@ def run_prompt(path: str | Path) -> str | None:
     Raises:
         ConfigError / RunFolderError: the path does not exist, or is a folder but not a run.
     """
-    from .api import main_prompt
     from .config import load_config
     from .run import CONFIG
+    from .targets import main_prompt
 
     path = Path(path)
     if not path.exists():

@@ -18,87 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError, ImageError
+from ..errors import ConfigError
+from ..targets import Target, read_image
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Target:
-    """One thing the renders should (weight > 0) or should not (weight < 0) look like.
-
-    Attributes:
-        kind: "text" or "image".
-        value: the text, or the image file path.
-        weight: multiplies the cosine similarity in the loss.
-    """
-
-    kind: Literal["text", "image"]
-    value: str
-    weight: float
-
-
-def split_weight(spec: str, default: float = 1.0) -> tuple[str, float]:
-    """``"text:0.5"`` -> ``("text", 0.5)``; a suffix that is not a number stays part of the text."""
-    head, sep, tail = spec.rpartition(":")
-    if sep:
-        try:
-            return head, float(tail)
-        except ValueError:
-            pass
-    return spec, default
-
-
-def build_targets(
-    prompt: str | None,
-    prompts: Sequence[str] = (),
-    image_prompts: Sequence[str] = (),
-    negatives: Sequence[str] = (),
-) -> list[Target]:
-    """The weighted target list of a run.
-
-    Args:
-        prompt: the main prompt, weight 1 (None: only the other lists).
-        prompts: ``"text"`` or ``"text:weight"``.
-        image_prompts: ``"file"`` or ``"file:weight"``.
-        negatives: texts, each with weight -1.
-    Raises:
-        ConfigError: a text is empty, or there is no target with a positive weight.
-    """
-    targets: list[Target] = []
-    if prompt is not None:
-        targets.append(Target("text", prompt, 1.0))
-    targets += [Target("text", *split_weight(p)) for p in prompts]
-    targets += [Target("image", *split_weight(p)) for p in image_prompts]
-    targets += [Target("text", n, -1.0) for n in negatives]
-    for target in targets:
-        if not target.value.strip():
-            raise ConfigError("a prompt is empty; give a text such as \"a vase made of wicker\"")
-    if not any(t.weight > 0 for t in targets):
-        raise ConfigError("no prompt to aim for; give a PROMPT (or --prompt/--image-prompt with a positive weight)")
-    return targets
-
-
 def load_image(path: str | Path) -> Tensor:
     """Read an image file as [1, 3, H, W] float32 in [0, 1] (alpha composited on white)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGBA")
-            white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            rgb = Image.alpha_composite(white, img).convert("RGB")
-    except FileNotFoundError:
-        raise ImageError(f"image prompt not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ImageError(f"cannot read image prompt {path}: {exc}") from None
-    array = np.asarray(rgb, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def _warn_if_truncated(clip, text: str) -> None:

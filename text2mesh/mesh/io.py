@@ -16,21 +16,11 @@ import numpy as np
 import trimesh
 
 from ..errors import MeshError
+from .files import SUPPORTED_SUFFIXES, check_mesh_path
 
 __all__ = ["SUPPORTED_SUFFIXES", "flatten_geometry", "load_trimesh"]
 
 log = logging.getLogger(__name__)
-
-# Suffix -> trimesh file type. Only formats trimesh reads without optional extras.
-SUPPORTED_SUFFIXES: dict[str, str] = {
-    ".obj": "obj",
-    ".ply": "ply",
-    ".stl": "stl",
-    ".off": "off",
-    ".glb": "glb",
-    ".gltf": "gltf",
-}
-
 
 def load_trimesh(path: str | Path) -> trimesh.Trimesh:
     """Load a mesh file as one triangle mesh, unprocessed (no merging or cleaning yet).
@@ -47,7 +37,7 @@ def load_trimesh(path: str | Path) -> trimesh.Trimesh:
             parsed, or holds no triangles (e.g. a point cloud).
     """
     path = Path(path)
-    file_type = _check_path(path)
+    file_type = check_mesh_path(path)
     try:
         loaded = trimesh.load(str(path), file_type=file_type, process=False)
     except MeshError:
@@ -56,26 +46,6 @@ def load_trimesh(path: str | Path) -> trimesh.Trimesh:
         reason = _one_line(error)
         raise MeshError(f"cannot read mesh file {path}: {reason}; is it a valid {file_type.upper()} file?") from error
     return flatten_geometry(loaded, name=str(path))
-
-
-def _check_path(path: Path) -> str:
-    """The trimesh file type for ``path``, or MeshError if it cannot be a mesh file."""
-    if not path.exists():
-        raise MeshError(f"mesh file not found: {path}; check the path")
-    if path.is_dir():
-        raise MeshError(f"{path} is a directory; give a mesh file (.obj, .ply, .stl, .off, .glb, .gltf)")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        known = ", ".join(SUPPORTED_SUFFIXES)
-        raise MeshError(f"unsupported mesh format {suffix or '(no suffix)'!r} for {path}; use one of {known}")
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as error:
-        raise MeshError(f"cannot open mesh file {path}: {error.strerror or error}; check its permissions") from error
-    if path.stat().st_size == 0:
-        raise MeshError(f"mesh file {path} is empty; give a file with triangles")
-    return SUPPORTED_SUFFIXES[suffix]
 
 
 def flatten_geometry(loaded: object, name: str = "input") -> trimesh.Trimesh:
