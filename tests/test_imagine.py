@@ -168,7 +168,7 @@ def test_cli_variations_make_a_contact_sheet(cli_clip, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--size", "0", "10"], "--size"),
+        (["--size", "0", "10"], "imagine.size: 0 is outside"),
         (["--init-image", "missing.png"], "init image not found"),
         (["--set", "imagine.cutout_end=[0.5, 0.2]"], "cutout_end"),
     ],

@@ -215,14 +215,17 @@ def test_missing_image_prompt_is_reported_before_anything_is_made(files, capsys,
         (["stylize", "{mesh}", "a red vase", "--image-prompt", "nowhere.png"], "image prompt not found"),
         (["stylize", "{mesh}", "a red vase", "--set", "optim.iters=-3"], "optim.iters"),
         (["stylize", "{mesh}", "a red vase", "-o", "{full}"], "not empty"),
+        (["stylize", "{garbage}", "a red vase"], "cannot read mesh file"),
         (["imagine", "a red image", "--image-prompt", "nowhere.png"], "image prompt not found"),
+        (["imagine", "a red image", "--size", "0", "64"], "imagine.size"),
     ],
 )
 def test_input_mistakes_are_answered_before_torch_is_imported(files, tmp_path, args, message):
     """A typo costs a second, not the several seconds of loading torch (run in a fresh interpreter)."""
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    args = [a.format(mesh=files["mesh"], full=tmp_path / "full") for a in args]
+    (tmp_path / "garbage.ply").write_bytes(bytes(range(256)) * 8)
+    args = [a.format(mesh=files["mesh"], full=tmp_path / "full", garbage=tmp_path / "garbage.ply") for a in args]
     script = (
         "import sys\nfrom text2mesh.cli import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit as exc:\n    code = exc.code\n"

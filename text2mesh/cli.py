@@ -153,12 +153,16 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
             raise ConfigError("give a MESH file, e.g. text2mesh stylize meshes/human.obj \"a red vase\"")
         cfg = with_prompts(cfg, prompt, prompts, image_prompts, negatives)
         check_targets(cfg)
-        check_mesh_path(Path(mesh))
         out_dir = output or default_run_dir(Path(mesh).stem, main_prompt(cfg))
         RunFolder.check_new(out_dir, overwrite=overwrite)
+        check_mesh_path(Path(mesh))  # before trimesh is imported
+        from .mesh.io import load_trimesh
+
+        base = load_trimesh(mesh)  # read once, here: an unreadable file is answered before torch loads
+        cfg.mesh_path = str(Path(mesh).resolve())
         from . import api
 
-        result = api.stylize(mesh, None, cfg, out_dir, overwrite=overwrite, progress=not quiet)
+        result = api.stylize(base, None, cfg, out_dir, overwrite=overwrite, progress=not quiet)
     if not quiet:
         _echo_first_files(result.run_dir)
 
@@ -375,6 +379,21 @@ def score_command(args, clip_model, clip_pretrained, clip_checkpoint, device, it
         write_bytes_atomic(csv_path, table(scores, "csv").encode())
 
 
+def _exit(code: int, argv: list[str] | None) -> None:
+    """Leave with ``code``; from the console (``argv`` None), without the interpreter's last sweep.
+
+    At exit CPython collects every object still alive; after torch, open_clip and their imports
+    (torch._dynamo, sympy) that is over a second of a short run's wall time spent freeing memory
+    the OS takes back anyway. Freezing them (``gc.freeze``) leaves them out of that sweep; atexit
+    handlers and buffered files still run and flush. In-process callers (tests) keep a normal GC.
+    """
+    if argv is None:
+        import gc
+
+        gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` lets tests call it in-process."""
     logging.basicConfig(level=logging.WARNING, format="text2mesh: %(levelname)s: %(message)s")
@@ -382,14 +401,14 @@ def main(argv: list[str] | None = None) -> None:
         # not standalone: click would answer an interrupt with its own "Aborted!"
         cli.main(args=argv, prog_name="text2mesh", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        _exit(exc.exit_code, argv)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        _exit(exc.exit_code, argv)
     except (click.Abort, KeyboardInterrupt):
         click.echo("text2mesh: stopped: interrupted by SIGINT", err=True)
-        sys.exit(130)
+        _exit(130, argv)
     except Text2MeshError as exc:
         click.echo(f"text2mesh: {'stopped' if isinstance(exc, Interrupted) else 'error'}: {exc}", err=True)
-        sys.exit(130 if isinstance(exc, Interrupted) else 1)
-    sys.exit(0)  # as click's standalone mode does
+        _exit(130 if isinstance(exc, Interrupted) else 1, argv)
+    _exit(0, argv)  # as click's standalone mode does

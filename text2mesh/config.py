@@ -248,6 +248,8 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "optim.checkpoint_every": (0, 10_000_000),
     "output.n_final_views": (0, 64),
     "output.final_resolution": (16, 4096),
+    "imagine.size": (1, 8192),  # imagine.MAX_SIDE
+    "imagine.render_size": (8, 4096),
     "imagine.pixel_resolution": (1, 4096),
     "imagine.pixel_levels": (1, 16),
     "imagine.n_strokes": (1, 100_000),

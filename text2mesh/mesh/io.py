@@ -30,7 +30,8 @@ def load_trimesh(path: str | Path) -> trimesh.Trimesh:
 
     Returns:
         A ``trimesh.Trimesh`` with at least one face. ``visual.kind == "vertex"`` when the
-        file had colours (then ``visual.vertex_colors`` holds them), otherwise no colours.
+        file had colours (then ``visual.vertex_colors`` holds them), otherwise no colours;
+        ``metadata["file_path"]`` is ``path``.
 
     Raises:
         MeshError: the file is missing, a directory, has an unsupported suffix, cannot be
@@ -45,7 +46,9 @@ def load_trimesh(path: str | Path) -> trimesh.Trimesh:
     except Exception as error:  # trimesh raises anything from ValueError to struct.error
         reason = _one_line(error)
         raise MeshError(f"cannot read mesh file {path}: {reason}; is it a valid {file_type.upper()} file?") from error
-    return flatten_geometry(loaded, name=str(path))
+    mesh = flatten_geometry(loaded, name=str(path))
+    mesh.metadata["file_path"] = str(path)  # so a mesh loaded early (the CLI's check) keeps its name
+    return mesh
 
 
 def flatten_geometry(loaded: object, name: str = "input") -> trimesh.Trimesh:

@@ -339,7 +339,7 @@ def _read_source(source: str | Path | trimesh.Trimesh | Mesh) -> tuple[_Arrays, 
         name = str(source)
         tm = load_trimesh(source)
     elif isinstance(source, (trimesh.Trimesh, trimesh.Scene)):
-        name = f"<{type(source).__name__}>"
+        name = source.metadata.get("file_path", f"<{type(source).__name__}>")
         tm = flatten_geometry(source, name=name)
     else:
         raise MeshError(f"cannot prepare a {type(source).__name__}; give a mesh file path, trimesh.Trimesh or Mesh")
