@@ -163,6 +163,7 @@ def test_cli_variations_make_a_contact_sheet(cli_clip, tmp_path):
     assert (out / "contact_sheet.png").is_file()
     assert run_cli(["vary", str(out / "seed-5"), "--strength", "0.2", "-n", "2", "--iters", "1", "--quiet"]) == 0
     assert (out / "seed-5" / "variations" / "contact_sheet.png").is_file()
+    assert not (out / "renders").exists() and not (out / "seed-5" / "variations" / "renders").exists()
 
 
 @pytest.mark.parametrize(

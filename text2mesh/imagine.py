@@ -561,7 +561,7 @@ def imagine_variations(
     results = []
     root = None
     if output_dir is not None:
-        root = RunFolder.create(output_dir, overwrite=kwargs.get("overwrite", False))
+        root = RunFolder.create(output_dir, overwrite=kwargs.get("overwrite", False), renders=False)
     for k in range(n):
         cfg = copy.deepcopy(base)
         cfg.optim.seed = base.optim.seed + k
@@ -623,7 +623,7 @@ def vary(
     if extra < 0:
         raise ConfigError(f"--iters must be >= 0, got {extra}")
     root = RunFolder.create(
-        output_dir if output_dir is not None else parent_run.path / "variations", overwrite=overwrite
+        output_dir if output_dir is not None else parent_run.path / "variations", overwrite=overwrite, renders=False
     )
     device, clip = (None, None) if extra == 0 else _device_and_clip(parent_cfg, clip)
     results = []

@@ -45,20 +45,22 @@ class RunFolder:
         self.protected: list[Path] = []
 
     @classmethod
-    def create(cls, path: str | Path, *, overwrite: bool = False, protect: Sequence[str | Path] = ()) -> RunFolder:
+    def create(cls, path: str | Path, *, overwrite: bool = False, protect: Sequence[str | Path] = (),
+               renders: bool = True) -> RunFolder:
         """Make (or, with ``overwrite``, reuse) a run folder.
 
         Args:
             path: the folder.
             overwrite: allow a non-empty folder (our files in it are replaced, others kept).
             protect: input files that must never be written (e.g. the input mesh).
+            renders: make its ``renders/`` too (off for a folder of runs: variations, a contact sheet).
         Raises:
             RunFolderError: the folder is not empty and ``overwrite`` is off, the path is a
                 file, or it cannot be created.
         """
         run = cls.check_new(path, overwrite=overwrite)
         try:
-            run.renders.mkdir(parents=True, exist_ok=True)
+            (run.renders if renders else run.path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunFolderError(f"cannot create output folder {run.path}: {exc.strerror}") from None
         run.protected = [Path(p).resolve() for p in protect]
