@@ -22,6 +22,7 @@ from text2mesh.export.pictures import (
     turntable,
     view_grid,
 )
+from text2mesh.export.runs import write_pictures
 
 SMALL = PictureSettings(size=64, lighting="unlit")
 RED, BLUE = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)
@@ -123,6 +124,16 @@ def test_png_and_gif_files_hold_the_frames(tmp_path, two_faced):
         gif.seek(index)
         decoded = np.asarray(gif.convert("RGB")).astype(int)
         assert np.abs(decoded - frame).mean() < 3, "palette quantization should be nearly lossless here"
+
+
+def test_write_pictures_shows_a_bar_over_the_files_it_writes(tmp_path, two_faced, capsys):
+    written = write_pictures(tmp_path, two_faced, two_faced, [3.0, 2.0, 1.0], SMALL, n_frames=4, n_views=2,
+                             mp4=False, progress=True)
+    assert [p.name for p in written] == ["before_after.png", "turntable.gif", "views.png", "loss.png"]
+    err = capsys.readouterr().err
+    assert "pictures" in err and "4/4" in err, err
+    write_pictures(tmp_path, two_faced, None, [], SMALL, n_frames=2, n_views=0, mp4=False, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 NO_ENCODER = "imageio-ffmpeg not installed (pip install '.[video]')"

@@ -15,6 +15,7 @@ _API = {
     "ImageResult": "imagine",
     "load_config": "config",
     "Config": "config",
+    "load_clip": "guidance.clip",  # load once, pass as clip= to every run of a process
 }
 
 __all__ = ["__version__", *_API.keys()]  # noqa: PLE0604 (names are strings)

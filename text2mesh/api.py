@@ -238,7 +238,7 @@ class _RunWriter(Callback):
         self.export(loop)
 
 
-def _final_pictures(session: _Session, run: RunFolder) -> list[Path]:
+def _final_pictures(session: _Session, run: RunFolder, *, progress: bool = False) -> list[Path]:
     """before_after.png, views.png, turntable.gif and loss.png in ``renders/``, drawn with the
     optimization's renderer (antialiased) so that the mesh's topology is not found again."""
     from .export.pictures import PictureSettings
@@ -262,6 +262,7 @@ def _final_pictures(session: _Session, run: RunFolder) -> list[Path]:
         mp4=False,
         gif_size=min(TURNTABLE_SIZE, out.final_resolution),
         renderer=_picture_renderer(problem.renderer),
+        progress=progress,
     )
 
 
@@ -286,7 +287,7 @@ def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> Sty
     renders: list[Path] = []
     if run is not None and writer is not None:
         writer.export()
-        renders = _final_pictures(session, run)
+        renders = _final_pictures(session, run, progress=progress)
     return _result(session, run, renders)
 
 

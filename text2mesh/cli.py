@@ -236,7 +236,7 @@ def render_command(target, output, size, frames, fps, views, mp4, lighting, devi
     settings = PictureSettings(size=size, lighting=lighting, device=str(resolve_device(device)))
     labels = ("before", "after") if shown.run_dir else ("shape", "colours")
     written = write_pictures(output, shown.after, shown.before, shown.losses, settings,
-                             n_frames=frames, fps=fps, n_views=views, mp4=mp4, labels=labels)
+                             n_frames=frames, fps=fps, n_views=views, mp4=mp4, labels=labels, progress=True)
     for path in written:
         click.echo(str(path))
 

@@ -73,7 +73,7 @@ IMAGE = "image.png"
 PROGRESS = "progress.gif"
 STROKES = "strokes.gif"
 CONTACT_SHEET = "contact_sheet.png"
-PREVIEW_SIDE = 256  # shorter side of progress / animation frames
+PREVIEW_SIDE = 256  # shorter side of strokes.gif frames and contact-sheet tiles
 MAX_SIDE = 8192
 MAX_STROKE_FRAMES = 96
 VARY_ITERS = 0.25  # vary's default continuation: this x strength x the parent's iterations
@@ -241,6 +241,7 @@ class ImagineProblem:
         self.clip_size = clip_size
         device = next(canvas.parameters()).device
         self.scene: CanvasScene | None = canvas_scene(size, device=device) if scene else None
+        self.last_texture: Tensor | None = None  # [3, H, W] of the last picture, for progress frames
 
     def parameters(self):
         return self.canvas.parameters()
@@ -254,6 +255,7 @@ class ImagineProblem:
     def picture(self, progress: float = 1.0) -> Tensor:
         """What CLIP looks at: [1, 3, H, W] in [0, 1] (differentiable)."""
         texture = self.canvas.texture(self.size, progress)
+        self.last_texture = texture.detach()
         if self.scene is None:
             return texture[None]
         return self.scene.render(texture)
@@ -336,10 +338,12 @@ class _RunWriter(Callback):
 
     @torch.no_grad()
     def frame(self, loop: Loop) -> None:
+        """A progress frame: the picture CLIP was shown at this step (drawn again only before the
+        first step: a stroke painting costs as much to draw as a step)."""
         from .export.pictures import save_png
 
-        canvas = self.session.problem.canvas
-        picture = canvas.texture(_preview_size(output_size(self.session.cfg)))
+        problem = self.session.problem
+        picture = problem.last_texture if problem.last_texture is not None else problem.canvas.texture(problem.size)
         save_png(_uint8(picture), self.run.renders / f"progress_{loop.step:05d}.png")
 
     def callbacks(self) -> list[Callback]:

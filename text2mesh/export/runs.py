@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..render import Renderer
 from . import pictures
@@ -92,6 +93,7 @@ def write_pictures(
     labels: tuple[str, str] = ("before", "after"),
     gif_size: int | None = None,
     renderer: Renderer | None = None,
+    progress: bool = False,
 ) -> list[Path]:
     """The standard pictures of a mesh, written into ``out_dir`` (the one place that writes them,
     for runs and for ``render``).
@@ -106,6 +108,7 @@ def write_pictures(
         settings: framing, drawing and the size of the pictures; ``gif_size`` the turntable's
             (default: the same).
         renderer: e.g. the optimization's, sharing its topology (see ``Renderer.with_options``).
+        progress: a bar on stderr over the pictures (a large mesh's turntable takes a while).
     Returns:
         The files written, most useful first.
     """
@@ -114,12 +117,16 @@ def write_pictures(
     renderer = renderer or Renderer()
     small = settings if gif_size in (None, settings.size) else dataclasses.replace(settings, size=gif_size)
     written = []
+    steps = (before is not None) + (n_frames > 0) + (n_views > 0) + (len(losses) > 0)
+    bar = tqdm(total=steps, desc="pictures", unit="file", disable=not progress, leave=False, dynamic_ncols=True)
     if before is not None:
         picture = pictures.before_after(before, after, n_views=2, settings=settings, labels=labels, renderer=renderer)
         written.append(pictures.save_png(picture, out_dir / "before_after.png"))
+        bar.update(1)
     frames = pictures.turntable(*after, n_frames=n_frames, settings=small, renderer=renderer) if n_frames > 0 else []
     if frames:
         written.append(pictures.save_gif(frames, out_dir / "turntable.gif", fps=fps))
+        bar.update(1)
     if frames and (mp4 or (mp4 is None and pictures.video_encoder_available())):
         written.append(pictures.save_mp4(frames, out_dir / "turntable.mp4", fps=fps))
     if n_views > 0:
@@ -130,8 +137,11 @@ def write_pictures(
             grid = pictures.view_grid(*after, n_views=n_views, columns=min(4, n_views), settings=settings,
                                       renderer=renderer)
         written.append(pictures.save_png(grid, out_dir / "views.png"))
+        bar.update(1)
     if len(losses) > 0:
         written.append(pictures.save_png(pictures.loss_plot(losses), out_dir / "loss.png"))
+        bar.update(1)
+    bar.close()
     return written
 
 
