@@ -1,0 +1,96 @@
+"""Can an image tower tell the surface words apart at all? A supervised probe of the shape data.
+
+Trains only the image tower of an open_clip architecture (the shipped ``text2mesh-tiny`` by
+default, or any model config JSON given with ``--config``) plus a linear head to classify the
+five surfaces of :mod:`text2mesh.guidance.synthetic_shapes` with plain cross-entropy, and prints
+its accuracy on fresh training-like surfaces (in-distribution) and on the held-out meshes that
+``scripts/train_tiny_clip.py`` scores. What a tower cannot learn with labels, the contrastive
+training will not learn from captions: run this before retraining the tiny CLIP for shape.
+
+    python scripts/probe_surfaces.py                                   # the shipped ViT tower
+    python scripts/probe_surfaces.py --config my-resnet.json --steps 800
+
+Measured on 2 cores (800 steps of 128, crops of 50-100%, icosphere level 4 bases): the shipped
+48x48 ViT reached 0.53 in-distribution / 0.37 held-out; the same ViT at 96x96 0.63 / 0.45; a
+ModifiedResNet tower (layers [1,1,1,1], width 16) at 64x64 0.78 / 0.57 and still rising.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from train_tiny_clip import surface_eval_bank
+
+from text2mesh.augment import AugmentSpec, augment
+from text2mesh.guidance.clip import TINY_MODEL, import_open_clip, preprocess_images
+from text2mesh.guidance.synthetic import SURFACES
+from text2mesh.guidance.synthetic_shapes import ShapeBank, base_meshes, render_bank
+
+# (train_tiny_clip is importable because running a script puts scripts/ on sys.path)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None, help="an open_clip model config JSON (default: the tiny CLIP's)")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--crop", type=float, default=0.5, help="smallest crop, as a share of the picture's area")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def accuracy(visual: torch.nn.Module, head: torch.nn.Linear, bank: ShapeBank, prep) -> float:
+    visual.eval()
+    with torch.no_grad():
+        predicted = head(visual(prep(bank.images.float() / 255))).argmax(1)
+    visual.train()
+    return float((predicted == bank.surface).float().mean())
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    open_clip = import_open_clip()
+    name = TINY_MODEL
+    if args.config is not None:
+        open_clip.add_model_config(args.config)
+        name = args.config.stem
+    torch.manual_seed(args.seed)
+    model = open_clip.create_model(name, pretrained=None)
+    pp = open_clip.get_model_preprocess_cfg(model)
+    size = (pp["size"],) * 2 if isinstance(pp["size"], int) else tuple(pp["size"])
+    visual = model.visual
+    head = torch.nn.Linear(model.text_projection.shape[1], len(SURFACES))
+
+    def prep(images: torch.Tensor) -> torch.Tensor:
+        return preprocess_images(images, size, pp["mean"], pp["std"])
+
+    g = torch.Generator().manual_seed(args.seed)
+    start = time.time()
+    bank = render_bank(base_meshes(500, g), g)
+    fresh = torch.Generator().manual_seed(args.seed + 9)
+    in_distribution = render_bank(base_meshes(60, fresh), fresh, views=3, passes=2, size=64)
+    held_out = surface_eval_bank(args.seed + 20_000)
+    print(f"rendered the banks in {time.time() - start:.0f} s; {type(visual).__name__} at {size}", flush=True)
+    optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=1e-3, weight_decay=0.05)
+    crops = AugmentSpec(1, scale=(args.crop, 1.0), distortion=0.5, p=0.5)
+    for step in range(args.steps + 1):
+        index = torch.randint(0, len(bank.surface), (args.batch,), generator=g)
+        images = augment(bank.images[index].float() / 255, crops, size=(64, 64), fill=torch.ones(3), generator=g)
+        loss = F.cross_entropy(head(visual(prep(images))), bank.surface[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 200 == 0:
+            print(f"step {step:4d}  loss {loss.item():.3f}  in-distribution "
+                  f"{accuracy(visual, head, in_distribution, prep):.3f}  held-out "
+                  f"{accuracy(visual, head, held_out, prep):.3f}  {time.time() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
