@@ -15,6 +15,7 @@ from text2mesh.guidance.synthetic import (
     PATTERN_ADJECTIVES,
     PATTERN_NOUNS,
     PATTERNS,
+    _colour_values,
     caption_matches,
     colour_prompts,
     make_batch,
@@ -103,6 +104,20 @@ def test_synthetic_data_are_seeded_and_captions_true_of_their_images():
         if pattern > 0:
             words = PATTERN_NOUNS[PATTERNS[pattern]] + PATTERN_ADJECTIVES[PATTERNS[pattern]]
             assert any(word in caption for word in words), caption
+
+
+def test_tinted_colours_stay_near_grey_leaning_to_their_colour_and_no_tint_draws_as_before():
+    red, gray = COLOUR_NAMES.index("red"), COLOUR_NAMES.index("gray")
+    index = torch.tensor([red] * 100 + [gray] * 100)
+    plain = _colour_values(index, torch.Generator().manual_seed(1))
+    tinted = _colour_values(index, torch.Generator().manual_seed(1), tint=1.0)
+    spread = lambda rgb: rgb.max(1).values - rgb.min(1).values
+    assert (spread(tinted[:100]) <= 0.5 * spread(plain[:100]) + 1e-6).all()
+    assert (tinted[:100, 0] > tinted[:100, 1:].max(1).values).all(), "a red tint is still red"
+    assert torch.equal(tinted[100:], plain[100:]), "grey is not tinted"
+    a = make_batch(16, 16, torch.Generator().manual_seed(2))
+    b = make_batch(16, 16, torch.Generator().manual_seed(2), tint=0.0)
+    assert torch.equal(a.images, b.images), "tint 0 draws what the judge was trained on"
 
 
 def _load_script():

@@ -45,6 +45,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "brown": (0.45, 0.26, 0.1),
 }
 COLOUR_NAMES = tuple(COLOURS)
+CHROMATIC = torch.tensor([name not in ("white", "black", "gray") for name in COLOURS])
 PATTERNS = ("plain", "stripes", "checkerboard", "dots")
 PATTERN_NOUNS = {"stripes": ("stripes",), "checkerboard": ("a checkerboard pattern", "checks", "squares"),
                  "dots": ("dots", "polka dots", "spots")}
@@ -106,8 +107,12 @@ def _labels(n: int, g: torch.Generator, plain_fraction: float,
     return colour, pattern, torch.where(patterned, second, torch.full_like(second, -1))
 
 
-def _colour_values(index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Jittered, sometimes washed-out RGB [n,3] for colour indices [n] (-1 -> any value; unused)."""
+def _colour_values(index: torch.Tensor, g: torch.Generator, tint: float = 0.0) -> torch.Tensor:
+    """Jittered, sometimes washed-out RGB [n,3] for colour indices [n] (-1 -> any value; unused).
+
+    tint: share of the chromatic colours that only tint a mid grey (50-85% of the way to it), so
+    that the gradient of a colour word at a grey surface points toward that colour (0: none, and
+    no random numbers drawn for it, as the judge was trained)."""
     table = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
     rgb = table[index.clamp(min=0)]
     gain = _uniform(len(index), 0.85, 1.1, g)[:, None]
@@ -116,7 +121,12 @@ def _colour_values(index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     # half of the colours washed out toward their grey (up to 55%): a little red is still red,
     # so similarity to a colour word rises steadily from grey toward the colour
     washed = (torch.rand(len(index), 1, generator=g) < 0.5) * _uniform(len(index), 0.0, 0.55, g)[:, None]
-    return rgb + washed * (rgb.mean(dim=1, keepdim=True) - rgb)
+    rgb = rgb + washed * (rgb.mean(dim=1, keepdim=True) - rgb)
+    if tint <= 0:
+        return rgb
+    tinted = CHROMATIC[index.clamp(min=0)] & (torch.rand(len(index), generator=g) < tint)
+    amount = tinted[:, None] * _uniform(len(index), 0.5, 0.85, g)[:, None]
+    return rgb + amount * (0.5 - rgb)
 
 
 def _perspective_grid(n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,12 +319,13 @@ def captions_for(colour: torch.Tensor, second: torch.Tensor, pattern: torch.Tens
 
 
 def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None, plain_fraction: float = 0.4,
-               white_background: float = 0.4, shaded: float = 0.5, bw_second: float = 0.5) -> SyntheticBatch:
+               white_background: float = 0.4, shaded: float = 0.5, bw_second: float = 0.5,
+               tint: float = 0.0) -> SyntheticBatch:
     """Generate ``n`` image/caption pairs of ``size``² pixels.
 
     plain_fraction: share of plain objects; white_background / shaded: shares of white
     backgrounds and of lit 3D-looking surfaces (the look of a rendered mesh); bw_second: share
-    of patterns whose second colour is white or black.
+    of patterns whose second colour is white or black; tint: see :func:`_colour_values`.
     """
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     colour, pattern, second = _labels(n, g, plain_fraction, bw_second)
@@ -326,8 +337,8 @@ def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None,
     edge = 2.5 / size
     coverage = torch.sigmoid((radius - rho) / edge)
     mask = _pattern_mask(u, v, scale, pattern, size, g)
-    c1 = _colour_values(colour, g)[:, :, None, None]
-    c2 = _colour_values(second, g)[:, :, None, None]
+    c1 = _colour_values(colour, g, tint)[:, :, None, None]
+    c2 = _colour_values(second, g, tint)[:, :, None, None]
     albedo = c1 * (1 - mask[:, None]) + c2 * mask[:, None]
     is_shaded = torch.rand(n, generator=g) < shaded
     light = _shading(u, v, radius, g, is_shaded)

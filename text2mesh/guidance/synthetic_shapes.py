@@ -135,9 +135,11 @@ def displacement(vertices: Tensor, surface: int, g: torch.Generator) -> Tensor:
     return u(0.07, 0.12) * torch.sin(2 * math.pi * (u(0.9, 1.8) * t + bend) + u(0, 2 * math.pi))
 
 
-def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g: torch.Generator) -> Tensor:
-    """Per-vertex colours [V, 3]: the main colour with a 3D pattern (PATTERNS) in the second one."""
-    c1, c2 = _colour_values(torch.tensor([colour, max(second, 0)]), g)
+def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g: torch.Generator,
+                    tint: float = 0.0) -> Tensor:
+    """Per-vertex colours [V, 3]: the main colour with a 3D pattern (PATTERNS) in the second one
+    (tint: see :func:`~text2mesh.guidance.synthetic._colour_values`)."""
+    c1, c2 = _colour_values(torch.tensor([colour, max(second, 0)]), g, tint)
     period = 0.25 + 0.3 * float(torch.rand((), generator=g))
     a, b = vertices @ _direction(g) / period, vertices @ _direction(g) / period
     name = PATTERNS[pattern]
@@ -162,12 +164,14 @@ def render_bank(
     size: int = 128,
     grey_fraction: float = 0.35,
     renderer: Renderer | None = None,
+    tint: float = 0.0,
 ) -> ShapeBank:
     """Displace, colour and render every mesh: ``views`` x ``passes`` samples per mesh.
 
     Each mesh gets a random surface concept; each pass a random colour and pattern, or plain
     grey (share ``grey_fraction``) as the geometry pass draws it; the views look at the origin
-    from random azimuths and elevations at the stylizer's distance and field of view.
+    from random azimuths and elevations at the stylizer's distance and field of view. ``tint``:
+    see :func:`~text2mesh.guidance.synthetic._colour_values`.
     """
     renderer = renderer or Renderer(antialias=False)
     images, colour, second, pattern, surface = [], [], [], [], []
@@ -178,7 +182,8 @@ def render_bank(
         c, p, s = _labels(passes, g, plain_fraction=0.45)
         grey = torch.rand(passes, generator=g) < grey_fraction
         c, p, s = torch.where(grey, GREY, c), torch.where(grey, 0, p), torch.where(grey, -1, s)
-        colours = torch.stack([surface_colours(displaced, int(ci), int(si), int(pi), g) for ci, pi, si in zip(c, p, s)])
+        colours = torch.stack([surface_colours(displaced, int(ci), int(si), int(pi), g, tint)
+                               for ci, pi, si in zip(c, p, s)])
         colours = torch.where(grey[:, None, None], torch.full_like(colours, 0.5), colours)
         azimuth = torch.rand(views, generator=g) * 2 * math.pi
         elevation = (torch.randn(views, generator=g) * 0.45).clamp(-1.2, 1.2)
