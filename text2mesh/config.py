@@ -147,7 +147,7 @@ class ImagineConfig:
     generator: Literal["field", "pixels", "strokes"] = "field"  # what parametrizes the picture
     size: list[int] = dataclasses.field(default_factory=lambda: [512, 512])  # output width, height
     render_size: int = 224  # shorter side of the picture while optimizing (<= the output's)
-    lr: float | None = None  # None: field optim.lr, pixels 0.05, strokes 0.01
+    lr: float | None = None  # None: field 3e-5, pixels 0.05, strokes 0.01 (optim.lr is the 3D field's)
     pixel_resolution: int = 24  # pixels: shorter side of the free colour grid (bicubic upsampling)
     pixel_levels: int = 5  # pixels: grids summed at resolution, /2, /4, ... (1: one plain grid, which a small CLIP fools)
     n_strokes: int = 64  # strokes: number of brush strokes

@@ -66,7 +66,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GENERATORS = ("field", "pixels", "strokes")
-DEFAULT_LR = {"pixels": 0.05, "strokes": 0.01}
+# Adam moves every weight of the field by about lr a step, and the noise-initialized colour head
+# (FieldCanvas) turns that into large colour changes: at the stylizer's 5e-4 the picture
+# saturates to a corner of the RGB cube in one step and its tanh leaves no gradient (measured
+# with the tiny CLIP, "a red image", 128x128: magenta from step 1; at 3e-5 red leads by 0.66
+# after 150 steps, the picture varies and the loss still moves).
+DEFAULT_LR = {"field": 3e-5, "pixels": 0.05, "strokes": 0.01}
 CANVAS_SEED_OFFSET = 0
 LOOP_SEED_OFFSET = 1_000_003
 IMAGE = "image.png"
