@@ -24,8 +24,8 @@ colour). The image tower is the limit for shape (scripts/probe_surfaces.py): wit
 open_clip ModifiedResNet tower instead of the ViT (vision_cfg layers [1, 1, 1, 1], width 16,
 head_width 16, image_size 64; 7.2 MB) and --tint 0.25 --subdivisions 5 --shape-crop 0.5
 --shape-batch 96 --steps 1500 --threads 2, held-out accuracy was colour 0.995, pattern 0.86-0.89,
-surface 0.52-0.54 (the ViT: 0.99 / 0.66 / 0.35-0.41), but not shipped: the 2D field saturates to
-cyan for "a green image" in 2 steps, the generators barely move, a mesh run toward "a red spiky
+surface 0.52-0.54 (the ViT: 0.99 / 0.66 / 0.35-0.41), but not shipped: the 2D field saturated to
+cyan for "a green image" in 2 steps (at the field's old rate, 5e-4), the generators barely move, a mesh run toward "a red spiky
 object" turns dark, and the judge then prefers "a blue smooth object" for it.
 
 The judge (``text2mesh-tiny-judge``, used only to score results, never to optimize) is another
