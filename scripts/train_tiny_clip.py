@@ -25,8 +25,9 @@ open_clip ModifiedResNet tower instead of the ViT (vision_cfg layers [1, 1, 1, 1
 head_width 16, image_size 64; 7.2 MB) and --tint 0.25 --subdivisions 5 --shape-crop 0.5
 --shape-batch 96 --steps 1500 --threads 2, held-out accuracy was colour 0.995, pattern 0.86-0.89,
 surface 0.52-0.54 (the ViT: 0.99 / 0.66 / 0.35-0.41), but not shipped: the 2D field saturated to
-cyan for "a green image" in 2 steps (at the field's old rate, 5e-4), the generators barely move, a mesh run toward "a red spiky
-object" turns dark, and the judge then prefers "a blue smooth object" for it.
+cyan for "a green image" in 2 steps (at the field's old rate, 5e-4), the generators barely moved, a
+mesh run toward "a red spiky object" turned dark, and the judge then preferred "a blue smooth
+object" for it.
 
 The judge (``text2mesh-tiny-judge``, used only to score results, never to optimize) is another
 architecture width (its own JSON in ``text2mesh/assets``), another seed (1) and another split of

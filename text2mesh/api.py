@@ -326,8 +326,9 @@ def stylize(
     device = resolve_device(cfg.optim.device)
     if output_dir is not None:
         RunFolder.check_new(output_dir, overwrite=overwrite)
-    if isinstance(mesh, (str, Path)):
-        cfg.mesh_path = str(Path(mesh).resolve())
+    source = mesh.metadata.get("file_path") if isinstance(mesh, trimesh.Trimesh) else mesh  # see load_trimesh
+    if isinstance(source, (str, Path)):
+        cfg.mesh_path = str(Path(source).resolve())
     prepared = mesh if isinstance(mesh, PreparedMesh) else prepare_mesh(mesh, cfg.mesh)
     if clip is None:
         clip = _load_clip(cfg, device)

@@ -159,7 +159,6 @@ def stylize(mesh, prompt, output, iters, seed, preset, config_file, clip_model, 
         from .mesh.io import load_trimesh
 
         base = load_trimesh(mesh)  # read once, here: an unreadable file is answered before torch loads
-        cfg.mesh_path = str(Path(mesh).resolve())
         from . import api
 
         result = api.stylize(base, None, cfg, out_dir, overwrite=overwrite, progress=not quiet)

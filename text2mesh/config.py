@@ -225,6 +225,7 @@ def _type_check(value: Any, tp: Any, where: str) -> Any:
 # range to every item. Values outside would fail deep inside a run (division by zero, a
 # renderer refusing the image size) instead of here with the field's name. (The 2D picture's
 # sizes are checked where they are used, in terms of the imagine command's options.)
+MAX_IMAGE_SIDE = 8192  # imagine's pictures: the longest side, in pixels
 _LIMITS: dict[str, tuple[float, float]] = {
     "views.n_views": (1, 64),
     "views.radius": (1e-3, 1e3),
@@ -248,7 +249,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "optim.checkpoint_every": (0, 10_000_000),
     "output.n_final_views": (0, 64),
     "output.final_resolution": (16, 4096),
-    "imagine.size": (1, 8192),  # imagine.MAX_SIDE
+    "imagine.size": (1, MAX_IMAGE_SIDE),
     "imagine.render_size": (8, 4096),
     "imagine.pixel_resolution": (1, 4096),
     "imagine.pixel_levels": (1, 16),

@@ -43,7 +43,7 @@ from .canvas import (
     canvas_scene,
     resize_image,
 )
-from .config import Config, OptimConfig, load_config, save_config
+from .config import MAX_IMAGE_SIDE, Config, OptimConfig, load_config, save_config
 from .cutouts import CutoutSchedule, make_cutouts
 from .errors import ConfigError, ImageError, Interrupted, RunFolderError
 from .guidance.objective import Objective, Term
@@ -79,7 +79,6 @@ PROGRESS = "progress.gif"
 STROKES = "strokes.gif"
 CONTACT_SHEET = "contact_sheet.png"
 PREVIEW_SIDE = 256  # shorter side of strokes.gif frames and contact-sheet tiles
-MAX_SIDE = 8192
 MAX_STROKE_FRAMES = 96
 VARY_ITERS = 0.25  # vary's default continuation: this x strength x the parent's iterations
 
@@ -108,8 +107,8 @@ class ImageResult:
 def output_size(cfg: Config) -> tuple[int, int]:
     """(H, W) of the final picture from ``imagine.size`` = [width, height]; ConfigError if bad."""
     size = list(cfg.imagine.size)
-    if len(size) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in size):
-        raise ConfigError(f"--size needs two whole numbers WIDTH HEIGHT between 1 and {MAX_SIDE}, got {size}")
+    if len(size) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_IMAGE_SIDE for v in size):
+        raise ConfigError(f"--size needs two whole numbers WIDTH HEIGHT between 1 and {MAX_IMAGE_SIDE}, got {size}")
     width, height = size
     return height, width
 
