@@ -72,9 +72,9 @@ def main() -> None:
 
     g = torch.Generator().manual_seed(args.seed)
     start = time.time()
-    bank = render_bank(base_meshes(500, g), g)
+    bank = render_bank(base_meshes(500, g), g, speckled_fraction=0.0)
     fresh = torch.Generator().manual_seed(args.seed + 9)
-    in_distribution = render_bank(base_meshes(60, fresh), fresh, views=3, passes=2, size=64)
+    in_distribution = render_bank(base_meshes(60, fresh), fresh, views=3, passes=2, size=64, speckled_fraction=0.0)
     held_out = surface_eval_bank(args.seed + 20_000)
     print(f"rendered the banks in {time.time() - start:.0f} s; {type(visual).__name__} at {size}", flush=True)
     optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=1e-3, weight_decay=0.05)

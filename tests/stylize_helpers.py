@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import trimesh
+from clip_helpers import random_vit
 
 from text2mesh.config import load_config
-from text2mesh.guidance import random_clip
 from text2mesh.render import Renderer
 
 # Small everything: renders, field, views, crops; no turntable; frequent checkpoints.
@@ -53,7 +53,7 @@ def write_tiny_mesh(path: Path) -> Path:
 
 
 def tiny_clip():
-    return random_clip("text2mesh-tiny", seed=0)
+    return random_vit(0)
 
 
 def save_tiny_clip_weights(path: Path) -> Path:

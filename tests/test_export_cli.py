@@ -29,8 +29,9 @@ def _ellipsoid(path):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A real (tiny, 1-iteration) stylize run folder, made with a random-weight tiny CLIP."""
+    from clip_helpers import random_vit
+
     from text2mesh import api
-    from text2mesh.guidance import random_clip
 
     folder = tmp_path_factory.mktemp("run")
     _ellipsoid(folder / "blob.obj")
@@ -43,7 +44,7 @@ def run_dir(tmp_path_factory):
         "mesh": {"max_edge": None},
         "output": {"turntable": False, "before_after": False, "n_final_views": 0, "formats": ["ply"]},
     })
-    clip = random_clip("text2mesh-tiny", seed=0)
+    clip = random_vit(0)
     result = api.stylize(folder / "blob.obj", "a red blob", cfg, folder / "run", clip=clip)
     return result.run_dir
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from clip_helpers import random_vit
 from PIL import Image
 
 from text2mesh.cli import main
 from text2mesh.config import load_config
-from text2mesh.guidance.clip import random_clip, tiny_checkpoint_path
+from text2mesh.guidance.clip import tiny_checkpoint_path
 from text2mesh.imagine import build_canvas, imagine, load_image_run, vary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,7 +22,7 @@ needs_tiny = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def clip():
-    return random_clip("text2mesh-tiny", seed=0)
+    return random_vit(0)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +236,7 @@ def test_interrupted_run_resumes_to_the_same_picture(clip, tmp_path, monkeypatch
 def test_imagine_runs_on_cuda(generator):
     cfg = small_config(generator, iters=3)
     cfg.optim.device = "cuda"
-    result = imagine("a red image", cfg, clip=random_clip("text2mesh-tiny", seed=0))
+    result = imagine("a red image", cfg, clip=random_vit(0))
     assert result.image.device.type == "cpu" and torch.isfinite(result.image).all()
     assert next(result.canvas.parameters()).device.type == "cpu"
 

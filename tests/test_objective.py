@@ -3,17 +3,17 @@ import logging
 import numpy as np
 import pytest
 import torch
+from clip_helpers import random_vit
 from PIL import Image
 
 from text2mesh.errors import ConfigError, ImageError
-from text2mesh.guidance import random_clip
 from text2mesh.guidance.objective import Objective, Term
 from text2mesh.targets import Target, build_targets, split_weight
 
 
 @pytest.fixture(scope="module")
 def clip():
-    return random_clip("text2mesh-tiny", seed=0)
+    return random_vit(0)
 
 
 def test_targets_are_one_weighted_list(tmp_path):

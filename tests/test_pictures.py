@@ -71,10 +71,21 @@ def test_before_after_of_one_shape_draws_both_rows_as_two_separate_drawings_woul
     shared = before_after((vertices, faces, None), (vertices, faces, colors), n_views=2, settings=SMALL)
     apart = before_after((moved, faces, None), (vertices, faces, colors), n_views=2, settings=SMALL)
     alone = before_after((vertices, faces, colors), (vertices, faces, colors), n_views=2, settings=SMALL)
-    assert np.array_equal(shared[64:], apart[64:]) and np.array_equal(shared[64:], alone[64:])
+    assert np.array_equal(shared[64:], apart[-64:]) and np.array_equal(shared[64:], alone[64:])
     grey_apart = before_after((vertices, faces, None), (moved, faces, colors), n_views=2, settings=SMALL)
     assert np.array_equal(shared[:64], grey_apart[:64])
     assert not np.array_equal(shared[:64], alone[:64]), "the base is drawn grey, not in the style's colours"
+
+
+def test_a_moved_surface_gets_a_grey_row_of_its_new_shape_between_before_and_after(two_faced):
+    vertices, faces, colors = two_faced
+    moved = vertices * np.array([1.0, 0.6, 1.0])  # squashed: the grey row must show the new shape
+    picture = before_after((vertices, faces, None), (moved, faces, colors), n_views=2, settings=SMALL)
+    assert picture.shape == (192, 128, 3)
+    before, grey, after = picture[8:64], picture[72:128], picture[136:]
+    assert np.ptp(_mean_color(grey)) < 0.05 and _mean_color(after)[0] > 0.7
+    covered = lambda row: int((row.min(axis=2) < 250).sum())
+    assert abs(covered(grey) - covered(after)) < 0.05 * covered(after) and covered(grey) < 0.8 * covered(before)
 
 
 def test_a_renderer_made_with_other_options_shares_the_topology_and_draws_as_a_fresh_one(two_faced, monkeypatch):

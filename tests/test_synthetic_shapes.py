@@ -15,7 +15,9 @@ from text2mesh.guidance.synthetic_shapes import (
     bank_batch,
     base_meshes,
     displacement,
+    frame_content,
     render_bank,
+    speckles,
 )
 
 
@@ -53,3 +55,31 @@ def test_renders_and_captions_name_their_surface():
     matches = caption_matches(both)
     assert matches.diagonal().all()
     assert not matches[:6, 6:][:, named].any()  # a flat picture is never "spiky", "smooth", ...
+
+
+def test_framing_fills_the_picture_with_a_small_object_and_keeps_its_shape():
+    images = torch.full((1, 3, 64, 64), 255, dtype=torch.uint8)
+    images[0, :, 20:30, 30:35] = 40  # a small dark bar, twice as tall as wide
+    framed = frame_content(images)[0]
+    dark = (framed < 128).all(0)
+    rows, cols = dark.any(1).nonzero().flatten(), dark.any(0).nonzero().flatten()
+    assert rows[-1] - rows[0] + 1 >= 50  # it now fills the frame's height (margin aside)
+    assert 0.4 < (cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1) < 0.6  # same aspect
+    assert (framed[:, 0, :] == 255).all()  # a white margin remains
+    blank = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
+    assert torch.equal(frame_content(blank), blank)
+
+
+def test_speckled_meshes_are_named_by_no_surface_word():
+    g = torch.Generator().manual_seed(4)
+    bank = render_bank(base_meshes(12, g, subdivisions=3), g, views=1, passes=2, size=32, speckled_fraction=0.5)
+    speckled = bank.surface < 0
+    assert speckled.any() and not speckled.all()
+    batch = bank_batch(bank, torch.arange(len(bank.surface)), bank.images.float() / 255, g)
+    assert (batch.cap_surface[speckled] < 0).all()  # captions of colour and pattern only
+    matches = caption_matches(batch)
+    named = batch.cap_surface >= 0
+    assert not matches[speckled][:, named].any()  # so every surface word is a negative for them
+    ((vertices, _),) = base_meshes(1, g, subdivisions=3, kinds=("ellipsoid",))
+    noise = speckles(vertices, g)
+    assert 0.005 < noise.std() < 0.05 and noise.mean().abs() < 0.01

@@ -150,14 +150,16 @@ def before_after(
     labels: tuple[str, str] = ("before", "after"),
     renderer: Renderer | None = None,
 ) -> np.ndarray:
-    """The base mesh above the stylized one, from the same ``n_views`` angles.
+    """The base mesh above the stylized one, from the same ``n_views`` angles; when the style
+    moved the surface, a middle row shows the new shape plain grey (as the geometry loss sees
+    it: spikes, swelling or speckles are judged by shading alone).
 
     Args:
         before, after: (vertices [V, 3], faces [F, 3], colors [V, 3] or None) each; when
             both have the same vertices (a colour-only style), one rasterization draws both.
         n_views: views per row: the front, then turning 45 degrees each (front, three-quarter, side, ...).
     Returns:
-        [2 * size, n_views * size, 3] uint8, each row captioned.
+        [rows * size, n_views * size, 3] uint8, each row captioned (2 rows, or 3 when the shape changed).
     """
     azimuth = FRONT_AZIMUTH - torch.arange(n_views, dtype=torch.float32) * (math.pi / 4)
     elevation = torch.full((n_views,), settings.elevation)
@@ -166,7 +168,12 @@ def before_after(
         views = render_views(before[0], before[1], colors, azimuth, elevation, settings, renderer)
         shown = [views[:n_views], views[n_views:]]
     else:
-        shown = [render_views(*mesh, azimuth, elevation, settings, renderer) for mesh in (before, after)]
+        shown = [render_views(*before, azimuth, elevation, settings, renderer)]
+        grey = _colors(None, len(after[0]), torch.device(settings.device))
+        colors = torch.stack([grey, _colors(after[2], len(after[0]), torch.device(settings.device))])
+        views = render_views(after[0], after[1], colors, azimuth, elevation, settings, renderer)
+        shown += [views[:n_views], views[n_views:]]
+        labels = (labels[0], f"{labels[1]}, grey", labels[1])
     rows = [caption(tile(list(views), n_views, settings), label) for views, label in zip(shown, labels)]
     return np.concatenate(rows, axis=0)
 

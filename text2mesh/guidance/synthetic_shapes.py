@@ -5,7 +5,7 @@ any mesh given) displaced along its normals by one of :data:`SURFACES` — ``smo
 ``spiky`` (sharp cones), ``bumpy`` (isolated round bumps), ``ridged`` (parallel sharp grooves)
 or ``wavy`` (broad smooth undulations) — coloured with a colour and a pattern laid out in 3D, or
 plain grey as the stylizer's geometry pass draws it, and drawn by the project's own renderer with
-the stylizer's lighting on white from random views. One rasterization shades every colour pass
+the stylizer's lighting on white from random views, framed to fill the picture. One rasterization shades every colour pass
 of a view batch. Everything is drawn from an explicit ``torch.Generator``.
 """
 
@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..mesh import unit_sphere, vertex_normals
@@ -30,7 +31,7 @@ from .synthetic import (
     captions_for,
 )
 
-__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "displacement", "render_bank", "surface_colours"]
+__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "displacement", "frame_content", "render_bank", "speckles", "surface_colours"]
 
 GREY = COLOUR_NAMES.index("gray")
 
@@ -39,7 +40,7 @@ GREY = COLOUR_NAMES.index("gray")
 class ShapeBank:
     """Rendered samples: images [N,3,S,S] uint8; colour, second, pattern (as in
     :class:`~text2mesh.guidance.synthetic.SyntheticBatch`) and surface [N] int64 (index into
-    :data:`SURFACES`)."""
+    :data:`SURFACES`; -1: speckled, named by no surface word)."""
 
     images: Tensor
     colour: Tensor
@@ -62,7 +63,7 @@ def base_meshes(
     n: int, g: torch.Generator, subdivisions: int = 4, kinds: tuple[str, ...] = BASE_KINDS
 ) -> list[tuple[Tensor, Tensor]]:
     """``n`` closed surfaces of the given ``kinds`` (BASE_KINDS) on the unit sphere: star-shaped
-    ellipsoids, rounded boxes and blobs, and compounds of 2-4 elongated ellipsoids (limbs, necks).
+    ellipsoids, rounded boxes and blobs, and compounds of 2-8 elongated ellipsoids (limbs, necks).
 
     Returns:
         list of (vertices [V, 3] float32 with vertex mean 0 and radius 1, faces [F, 3] int64).
@@ -74,7 +75,7 @@ def base_meshes(
         axes = 0.55 + 0.45 * torch.rand(3, generator=g)
         kind = kinds[int(torch.randint(0, len(kinds), (1,), generator=g))]
         if kind == "compound":
-            parts = int(torch.randint(2, 5, (1,), generator=g))
+            parts = int(torch.randint(2, 9, (1,), generator=g))
             pieces = []
             for _ in range(parts):
                 stretch = torch.tensor([1.0, 0.25, 0.25]) + 0.25 * torch.rand(3, generator=g)
@@ -93,7 +94,7 @@ def base_meshes(
         else:  # blob: low-order harmonics
             freq = torch.randn(3, 4, generator=g) * 1.5
             phase = torch.rand(4, generator=g) * 2 * math.pi
-            radius = 1.0 + 0.12 * torch.sin(directions @ freq + phase).sum(1)
+            radius = 1.0 + 0.07 * torch.sin(directions @ freq + phase).sum(1)
         rotation = torch.linalg.qr(torch.randn(3, 3, generator=g)).Q
         out.append((unit_sphere((directions * radius[:, None]) @ rotation.T), faces))
     return out
@@ -123,16 +124,24 @@ def displacement(vertices: Tensor, surface: int, g: torch.Generator) -> Tensor:
         centres = _surface_points(vertices, int(u(25, 60) if spiky else u(10, 25)), g)
         dist = torch.cdist(vertices, centres)
         if spiky:  # sharp cones
-            width, height = u(0.09, 0.14), u(0.15, 0.28)
+            width, height = u(0.07, 0.14), u(0.08, 0.25)
             return height * ((1 - dist / width).clamp(min=0) ** 2).amax(1)
-        width, height = u(0.08, 0.13), u(0.12, 0.2)  # round bumps
+        width, height = u(0.08, 0.13), u(0.06, 0.18)  # round bumps
         return height * torch.exp(-(dist**2) / (2 * width**2)).amax(1)
     t = vertices @ _direction(g)
     if name == "ridged":  # parallel grooves: a sharp triangle wave
         phase = u(0, 1) + t * u(5.0, 9.0)
         return u(0.04, 0.07) * (1 - 2 * (phase - torch.floor(phase) - 0.5).abs())
-    bend = u(0.0, 0.6) * torch.sin(2 * math.pi * (vertices @ _direction(g)))  # wavy: broad undulations
-    return u(0.07, 0.12) * torch.sin(2 * math.pi * (u(0.9, 1.8) * t + bend) + u(0, 2 * math.pi))
+    bend = u(0.0, 0.3) * torch.sin(2 * math.pi * (vertices @ _direction(g)))  # wavy: broad undulations
+    return u(0.06, 0.1) * torch.sin(2 * math.pi * (u(1.8, 3.0) * t + bend) + u(0, 2 * math.pi))
+
+
+def speckles(vertices: Tensor, g: torch.Generator) -> Tensor:
+    """Per-vertex noise [V] along the normals: the speckled surface an optimizer makes when it
+    fools a model instead of shaping anything. Rendered as a negative (named by no surface word),
+    so that no surface word learns to mean noise."""
+    amplitude = 0.01 + 0.03 * float(torch.rand((), generator=g))
+    return amplitude * torch.randn(len(vertices), generator=g)
 
 
 def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g: torch.Generator,
@@ -165,11 +174,13 @@ def render_bank(
     grey_fraction: float = 0.35,
     renderer: Renderer | None = None,
     tint: float = 0.0,
+    speckled_fraction: float = 0.15,
 ) -> ShapeBank:
     """Displace, colour and render every mesh: ``views`` x ``passes`` samples per mesh.
 
     Each mesh gets a random surface concept; each pass a random colour and pattern, or plain
-    grey (share ``grey_fraction``) as the geometry pass draws it; the views look at the origin
+    grey (share ``grey_fraction``) as the geometry pass draws it; a share ``speckled_fraction``
+    of the meshes is speckled instead (:func:`speckles`, surface -1: no word names it); the views look at the origin
     from random azimuths and elevations at the stylizer's distance and field of view. ``tint``:
     see :func:`~text2mesh.guidance.synthetic._colour_values`.
     """
@@ -177,8 +188,11 @@ def render_bank(
     images, colour, second, pattern, surface = [], [], [], [], []
     for vertices, faces in meshes:
         kind = int(torch.randint(0, len(SURFACES), (1,), generator=g))
-        normals = vertex_normals(vertices, faces)
-        displaced = unit_sphere(vertices + normals * displacement(vertices, kind, g)[:, None])
+        if float(torch.rand((), generator=g)) < speckled_fraction:
+            kind, offsets = -1, speckles(vertices, g)
+        else:
+            offsets = displacement(vertices, kind, g)
+        displaced = unit_sphere(vertices + vertex_normals(vertices, faces) * offsets[:, None])
         c, p, s = _labels(passes, g, plain_fraction=0.45)
         grey = torch.rand(passes, generator=g) < grey_fraction
         c, p, s = torch.where(grey, GREY, c), torch.where(grey, 0, p), torch.where(grey, -1, s)
@@ -190,12 +204,37 @@ def render_bank(
         cameras = cameras_from_angles(azimuth, elevation, radius=2.0, fov_degrees=60.0, image_size=(size, size))
         with torch.no_grad():
             out = renderer.render(displaced, faces, cameras, colours, lighting="sh").images  # [P, B, 3, S, S]
-        images.append((out.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, 3, size, size))
+        images.append(frame_content((out.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, 3, size, size)))
         colour.append(c.repeat_interleave(views))
         second.append(s.repeat_interleave(views))
         pattern.append(p.repeat_interleave(views))
         surface.append(torch.full((passes * views,), kind))
     return ShapeBank(*(torch.cat(x) for x in (images, colour, second, pattern, surface)))
+
+
+def frame_content(images: Tensor, margin: float = 0.06) -> Tensor:
+    """Each picture cropped to a square around what is not white background (plus ``margin`` of its
+    side on each edge) and resized back, so thin meshes (a standing human) fill the frame and
+    their surface is seen at the tiny CLIP's few pixels.
+
+    Args:
+        images: [N, 3, S, S] uint8 on white. Returns: [N, 3, S, S] uint8.
+    """
+    size = images.shape[-1]
+    out = images.clone()
+    for i, mask in enumerate((images < 250).any(1)):
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        if len(rows) == 0:
+            continue
+        centre = torch.stack([rows[[0, -1]].float().mean(), cols[[0, -1]].float().mean()])
+        half = max(int(rows[-1] - rows[0]), int(cols[-1] - cols[0])) * (0.5 + margin) + 1
+        lo = (centre - half).round().long()
+        hi = lo + int(2 * half)
+        padded = F.pad(images[i].float(), (size, size, size, size), value=255.0)
+        crop = padded[:, lo[0] + size : hi[0] + size, lo[1] + size : hi[1] + size]
+        resized = F.interpolate(crop[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i] = resized[0].round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def bank_batch(bank: ShapeBank, index: Tensor, images: Tensor, g: torch.Generator) -> SyntheticBatch:

@@ -1,0 +1,21 @@
+"""A small random-weight ViT CLIP for tests of the machine (objectives, generators, pipelines).
+
+Its architecture is fixed here, apart from the shipped models', so that retraining or
+re-architecting ``text2mesh-tiny`` does not change what these tests measure: they check that
+gradients flow and move pictures and meshes, not what a trained model knows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from text2mesh.guidance.clip import ClipModel, import_open_clip, random_clip
+
+CONFIG = Path(__file__).resolve().parent / "models" / "random-vit.json"
+
+
+def random_vit(seed: int = 0) -> ClipModel:
+    open_clip = import_open_clip()
+    if CONFIG.stem not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG)
+    return random_clip(CONFIG.stem, seed=seed)
