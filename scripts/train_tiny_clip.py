@@ -32,7 +32,8 @@ cyan or violet, "--negative red" a yellowish grey that reads as redder, and the 
 its height. Not shipped. --tint (colours that only tint grey) is what makes colour words pull
 grey toward their colour; without it the 3D data pulled "a red object" toward cyan. With
 --shape-crop 0.5 instead of 0.08 the surface accuracy was 0.58 but the geometry crops (10% of a
-render) were not understood and displacements barely moved.
+render) were not understood and displacements barely moved. With --shape-batch 64: surface 0.403,
+and still a flat "blue and white stripes" sphere, a swelling human and a weak green pull in 2D.
 
 The judge (``text2mesh-tiny-judge``, used only to score results, never to optimize) is the
 ResNet tower at another width (its own JSON in ``text2mesh/assets``), another seed (1) and another
