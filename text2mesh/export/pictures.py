@@ -169,8 +169,8 @@ def before_after(
         shown = [views[:n_views], views[n_views:]]
     else:
         shown = [render_views(*before, azimuth, elevation, settings, renderer)]
-        grey = _colors(None, len(after[0]), torch.device(settings.device))
-        colors = torch.stack([grey, _colors(after[2], len(after[0]), torch.device(settings.device))])
+        device = torch.device(settings.device)
+        colors = torch.stack([_colors(None, len(after[0]), device), _colors(after[2], len(after[0]), device)])
         views = render_views(after[0], after[1], colors, azimuth, elevation, settings, renderer)
         shown += [views[:n_views], views[n_views:]]
         labels = (labels[0], f"{labels[1]}, grey", labels[1])

@@ -180,9 +180,9 @@ def render_bank(
 
     Each mesh gets a random surface concept; each pass a random colour and pattern, or plain
     grey (share ``grey_fraction``) as the geometry pass draws it; a share ``speckled_fraction``
-    of the meshes is speckled instead (:func:`speckles`, surface -1: no word names it); the views look at the origin
-    from random azimuths and elevations at the stylizer's distance and field of view. ``tint``:
-    see :func:`~text2mesh.guidance.synthetic._colour_values`.
+    of the meshes is speckled instead (:func:`speckles`, surface -1: no word names it); the
+    views look at the origin from random azimuths and elevations at the stylizer's distance and
+    field of view. ``tint``: see :func:`~text2mesh.guidance.synthetic._colour_values`.
     """
     renderer = renderer or Renderer(antialias=False)
     images, colour, second, pattern, surface = [], [], [], [], []

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor
 
+from .structures import face_areas, face_normals
+
 __all__ = [
     "bump_count",
     "direction_share",
@@ -49,12 +51,10 @@ def _face_gradients(values: Tensor, vertices: Tensor, faces: Tensor) -> tuple[Te
     plane, [F] face areas)."""
     a, b, c = (vertices[faces[:, i]] for i in range(3))
     fa, fb, fc = (values[faces[:, i]] for i in range(3))
-    normal = torch.linalg.cross(b - a, c - a)
-    double_area = normal.norm(dim=1).clamp(min=1e-12)
-    n = normal / double_area[:, None]
+    n, area = face_normals(vertices, faces), face_areas(vertices, faces)
     grad = (fa[:, None] * torch.linalg.cross(n, c - b) + fb[:, None] * torch.linalg.cross(n, a - c)
-            + fc[:, None] * torch.linalg.cross(n, b - a)) / double_area[:, None]
-    return grad, double_area / 2
+            + fc[:, None] * torch.linalg.cross(n, b - a)) / (2 * area).clamp(min=1e-12)[:, None]
+    return grad, area
 
 
 def direction_share(displacement: Tensor, vertices: Tensor, faces: Tensor) -> float:
@@ -70,21 +70,6 @@ def direction_share(displacement: Tensor, vertices: Tensor, faces: Tensor) -> fl
     return float(eigenvalues[-1] / eigenvalues.sum().clamp(min=1e-20))
 
 
-def _components(mask: Tensor, faces: Tensor) -> Tensor:
-    """Connected-component label [V] of each masked vertex along mesh edges (-1 elsewhere)."""
-    label = torch.where(mask, torch.arange(len(mask)), torch.full_like(mask, -1, dtype=torch.long))
-    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    edges = edges[mask[edges[:, 0]] & mask[edges[:, 1]]]
-    while True:  # propagate the smallest label along masked edges until nothing changes
-        low = torch.minimum(label[edges[:, 0]], label[edges[:, 1]])
-        new = label.clone()
-        new.scatter_reduce_(0, edges[:, 0], low, reduce="amin")
-        new.scatter_reduce_(0, edges[:, 1], low, reduce="amin")
-        if torch.equal(new, label):
-            return label
-        label = new
-
-
 def _smoothed(values: Tensor, faces: Tensor, passes: int) -> Tensor:
     for _ in range(passes):
         values = _neighbour_mean(values, faces)
@@ -96,17 +81,21 @@ def bump_count(displacement: Tensor, vertices: Tensor, faces: Tensor, top: float
     """Isolated bumps: connected regions of the highest ``top`` share of the displacement's detail
     (lightly smoothed, so single-vertex noise does not count, minus its broad shape; at least
     ``min_height`` and a quarter of the highest detail) of 3 or more vertices that stay within
-    ``radius`` of their centre (radius of gyration; all in unit-sphere units). Bumps and spikes give many; parallel grooves
-    give long bands (too wide to count); broad waves give a few large regions."""
+    ``radius`` of their centre (radius of gyration; all in unit-sphere units). Bumps and spikes
+    give many; parallel grooves give long bands (too wide to count); broad waves give a few large
+    regions."""
+    import trimesh
+
     fine = _smoothed(displacement, faces, 2)
     detail = fine - _smoothed(fine, faces, 8)
     high = (detail >= torch.quantile(detail, 1 - top)) & (detail >= max(min_height, 0.25 * float(detail.max())))
-    label = _components(high, faces)
+    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    edges = edges[high[edges[:, 0]] & high[edges[:, 1]]]
+    regions = trimesh.graph.connected_components(edges.numpy(), min_len=3, nodes=high.nonzero().flatten().numpy())
     count = 0
-    for component in label[label >= 0].unique():
-        points = vertices[label == component]
-        spread = (points - points.mean(0)).pow(2).sum(1).mean().sqrt()
-        count += int(len(points) >= 3 and spread <= radius)
+    for region in regions:
+        points = vertices[torch.as_tensor(region)]
+        count += int((points - points.mean(0)).pow(2).sum(1).mean().sqrt() <= radius)
     return count
 
 
@@ -130,6 +119,7 @@ def stripe_score(colours: Tensor, vertices: Tensor, bins: int = 48, directions: 
     """
     centred = colours - colours.mean(0)
     total = centred.pow(2).sum().clamp(min=1e-12)
+    principal = torch.linalg.svd(centred, full_matrices=False).Vh[0]  # [3] the colour's main axis
     best, bands = 0.0, 0
     for axis in _sphere_directions(directions):
         t = vertices @ axis
@@ -138,6 +128,6 @@ def stripe_score(colours: Tensor, vertices: Tensor, bins: int = 48, directions: 
         means = torch.zeros(bins, 3).index_add_(0, index, centred) / count.clamp(min=1)[:, None]
         share = float((means[index].pow(2).sum()) / total)
         if share > best:
-            main = means[count > 0] @ torch.linalg.svd(centred, full_matrices=False).Vh[0]
+            main = means[count > 0] @ principal
             best, bands = share, int((main[1:].sign() * main[:-1].sign() < 0).sum()) + 1
     return best, bands
