@@ -87,9 +87,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 # level of the training surfaces; shape_crop: smallest crop of a 3D sample (share of its area).
 MODEL_DEFAULTS = {
     TINY_MODEL: {"seed": 0, "steps": 800, "shape_batch": 0, "threads": 1, "tint": 0.0, "subdivisions": 4,
-                 "shape_crop": 0.08},
+                 "shape_crop": 0.08, "class_weight": 0.0},
     TINY_JUDGE: {"seed": 1, "steps": 1500, "shape_batch": 96, "threads": 2, "tint": 0.0, "subdivisions": 5,
-                 "shape_crop": 0.5},
+                 "shape_crop": 0.5, "class_weight": 0.0},
 }
 HELD_OUT_MESHES = ("meshes/vase.obj", "meshes/dog.obj", "meshes/human.obj")
 
@@ -112,6 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tint", type=float, default=None, help="share of colours that only tint grey")
     parser.add_argument("--subdivisions", type=int, default=None, help="icosphere level of the training surfaces")
     parser.add_argument("--shape-crop", type=float, default=None, help="smallest crop of a 3D sample (area share)")
+    parser.add_argument("--class-weight", type=float, default=None,
+                        help="weight of the class loss: each 3D sample against the five surface prompts and each "
+                             "picture against the four pattern prompts (hard negatives that differ in one word)")
     parser.add_argument("--out", type=Path, default=None, help="checkpoint file to write (default: the shipped one)")
     parser.add_argument("--config", type=Path, default=None,
                         help="an open_clip model config JSON to train instead of the model's own architecture "
@@ -141,6 +144,27 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
     loss_i = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
     loss_t = -(targets / targets.sum(0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(0).mean()
     return (loss_i + loss_t) / 2
+
+
+def class_loss(image_emb: torch.Tensor, logit_scale: torch.Tensor, batch: SyntheticBatch, model: torch.nn.Module,
+               tokenizer) -> torch.Tensor:
+    """Cross-entropy of each image against the class prompts of the words it can be told apart by:
+    3D samples against the surface prompts ("a spiky object", ...; speckled ones have no surface and
+    are left out), all samples against the pattern prompts. The prompts differ in one word, the
+    hard negatives a batch of random captions rarely holds; this is the zero-shot choice that
+    steering makes ("a spiky object" rather than "a smooth object").
+
+    image_emb: [B,D] unit-norm.
+    """
+    scale = logit_scale.exp().clamp(max=100)
+    total = image_emb.new_zeros(())
+    for prompts, labels in ((surface_prompts(), batch.surface), (pattern_prompts(), batch.pattern)):
+        keep = labels >= 0
+        if not bool(keep.any()):
+            continue
+        text = F.normalize(model.encode_text(tokenizer(prompts)), dim=-1)
+        total = total + F.cross_entropy(scale * image_emb[keep] @ text.T, labels[keep])
+    return total
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
@@ -209,6 +233,14 @@ def evaluate(clip: ClipModel, n: int, size: int, seed: int, surfaces: ShapeBank)
     }
 
 
+def training_surface_accuracy(clip: ClipModel, bank: ShapeBank, g: torch.Generator, n: int = 300) -> float:
+    """Surface accuracy on whole renders of training meshes: against the held-out figure, it tells
+    a model that has not learned the words from one that has not generalized them."""
+    index = torch.nonzero(bank.surface >= 0).flatten()[:n]
+    rendered = bank_batch(bank, index, bank.images[index].float() / 255, g)
+    return zero_shot_accuracy(clip, rendered, surface_prompts(), rendered.surface)
+
+
 def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
     """fp16 state dict, written atomically."""
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
@@ -262,6 +294,8 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
         image_emb = F.normalize(model.encode_image(pixels), dim=-1)
         text_emb = F.normalize(model.encode_text(tokenizer(batch.captions)), dim=-1)
         loss = contrastive_loss(image_emb, text_emb, model.logit_scale, caption_matches(batch))
+        if args.class_weight:
+            loss = loss + args.class_weight * class_loss(image_emb, model.logit_scale, batch, model, tokenizer)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -270,7 +304,11 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
                   f"{time.time() - start:6.1f}s", flush=True)
         if args.eval_every and step > 0 and step % args.eval_every == 0:
             surfaces = surface_eval_bank(args.seed + 20_000)
-            print_scores(evaluate(frozen_copy(model, tokenizer, args.arch), 220, args.image_size, args.seed + 10_000, surfaces))
+            frozen = frozen_copy(model, tokenizer, args.arch)
+            scores = evaluate(frozen, 220, args.image_size, args.seed + 10_000, surfaces)
+            if bank is not None:
+                scores["surface_training_meshes"] = training_surface_accuracy(frozen, bank, data)
+            print_scores(scores)
             model.train()
     return model
 

@@ -15,6 +15,7 @@ _API = {
     "ImageResult": "imagine",
     "load_config": "config",
     "Config": "config",
+    "batch": "jobs",
     "load_clip": "guidance.clip",  # load once, pass as clip= to every run of a process
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,8 +274,9 @@ def _picture_renderer(renderer):
     return renderer.with_options(antialias=True) if isinstance(renderer, Renderer) else Renderer()
 
 
-def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> StyleResult:
-    callbacks: list[Callback] = [ProgressBar(disable=not progress)]
+def _execute(session: _Session, run: RunFolder | None, *, progress: bool,
+             callbacks: Sequence[Callback] = ()) -> StyleResult:
+    callbacks = [ProgressBar(disable=not progress), *callbacks]
     writer = None
     if run is not None:
         writer = _RunWriter(session, run)
@@ -303,6 +305,7 @@ def stylize(
     clip=None,
     overwrite: bool = False,
     progress: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> StyleResult:
     """Stylize a mesh so its renders match the prompt(s).
 
@@ -316,6 +319,7 @@ def stylize(
         clip: a loaded ClipModel (default: load ``config.guidance``'s model on the run's device).
         overwrite: allow a non-empty ``output_dir``.
         progress: show a progress bar on stderr.
+        callbacks: more :class:`~text2mesh.optimize.Callback` hooks on the loop (e.g. a job's progress).
     Returns:
         The :class:`StyleResult`.
     Raises:
@@ -346,7 +350,7 @@ def stylize(
         run = RunFolder.create(output_dir, overwrite=overwrite, protect=protect)
         save_config(cfg, run.config)
     session = _session(cfg, prepared, clip.to(device), device)
-    return _execute(session, run, progress=progress)
+    return _execute(session, run, progress=progress, callbacks=callbacks)
 
 
 def resume(
@@ -356,6 +360,7 @@ def resume(
     progress: bool = False,
     iters: int | None = None,
     device: str | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> StyleResult:
     """Continue an interrupted (or finished) run to its configured iteration count.
 
@@ -364,6 +369,7 @@ def resume(
         clip: a loaded ClipModel (default: the run's configured model).
         iters: a new total iteration count (default: the run's).
         device: run on this device instead of the saved one ("cpu", "cuda", ...).
+        callbacks: more loop hooks, as for :func:`stylize`.
     """
     run = RunFolder.open(run_dir)
     cfg = load_config(path=run.config)
@@ -380,7 +386,7 @@ def resume(
     session = _session(cfg, _prepared_from_state(state["mesh"]), clip.to(device), device)
     session.loop.load_state_dict(state["loop"])
     log.info("resuming %s at iteration %d of %d", run.path, session.loop.step, cfg.optim.iters)
-    return _execute(session, run, progress=progress)
+    return _execute(session, run, progress=progress, callbacks=callbacks)
 
 
 def load_run(run_dir: str | Path) -> StyleResult:

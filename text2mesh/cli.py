@@ -340,6 +340,30 @@ def vary_command(run_dir, strength, n, output, iters, seed, device, overwrite, q
         click.echo(f"wrote {len(results)} variations and {Path(results[0].run_dir).parent / im.CONTACT_SHEET}")
 
 
+@cli.command("batch")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder of the jobs: a run folder each, jobs.jsonl and index.html.")
+@click.option("--workers", type=click.IntRange(min=1), help="Local CPU worker processes (default 1; with CUDA: one per GPU).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run the jobs as Ray tasks: --ray starts Ray here, --ray auto joins a running cluster.")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True, help="Attempts after a job fails.")
+@click.option("--quiet", is_flag=True, help="No progress bar or job lines.")
+def batch_command(manifest, output, workers, ray_address, retries, quiet) -> None:
+    """Run every job of MANIFEST (YAML or CSV); the same command again continues what is left."""
+    from .jobs import batch, load_manifest
+
+    load_manifest(manifest)  # a bad manifest is refused before any worker starts
+    executor = "local" if ray_address is None else "ray"
+    records = batch(manifest, output, executor=executor, workers=workers, ray_address=ray_address or None,
+                    retries=retries, progress=not quiet)
+    failed = [r for r in records if r.status == "failed"]
+    if not quiet:
+        click.echo(f"{len(records) - len(failed)} of {len(records)} jobs done; gallery: {Path(output) / 'index.html'}")
+    if failed:
+        raise Text2MeshError(f"{len(failed)} jobs failed (first: {failed[0].id}: {failed[0].error}); see {Path(output) / 'jobs.jsonl'}")
+
+
 @cli.command("score")
 @click.argument("args", nargs=-1, required=True, metavar="RUN_DIR|MESH... [PROMPT...]")
 @click.option("--clip-model", help="open_clip model that judges (default ViT-B-32), or text2mesh-tiny-judge (offline).")

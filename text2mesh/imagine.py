@@ -398,8 +398,9 @@ def stroke_frames(canvas: StrokeCanvas, cfg: Config) -> list[np.ndarray]:
     return [_uint8(frame) for frame in canvas.painting_frames(size, steps)]
 
 
-def _execute(session: _Session, run: RunFolder | None, *, progress: bool) -> ImageResult:
-    callbacks: list[Callback] = [ProgressBar(disable=not progress, desc="imagine")]
+def _execute(session: _Session, run: RunFolder | None, *, progress: bool,
+             callbacks: Sequence[Callback] = ()) -> ImageResult:
+    callbacks = [ProgressBar(disable=not progress, desc="imagine"), *callbacks]
     if run is not None:
         writer = _RunWriter(session, run)
         callbacks += writer.callbacks()
@@ -467,6 +468,7 @@ def imagine(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> ImageResult:
     """Make a picture that matches the prompt(s).
 
@@ -482,13 +484,14 @@ def imagine(
         overwrite: allow a non-empty ``output_dir``.
         resume: continue the run in ``output_dir`` from its checkpoint (its saved config wins).
         progress: show a progress bar on stderr.
+        callbacks: more :class:`~text2mesh.optimize.Callback` hooks on the loop (e.g. a job's progress).
     Raises:
         Text2MeshError subclasses for user errors; Interrupted after saving on SIGINT/SIGTERM.
     """
     if resume:
         if output_dir is None:
             raise RunFolderError("--resume needs the run folder: give -o/--output DIR")
-        return resume_image_run(output_dir, clip=clip, progress=progress)
+        return resume_image_run(output_dir, clip=clip, progress=progress, callbacks=callbacks)
     cfg = _prepare(prompt, config, prompts, image_prompts, negatives, init_image)
     if output_dir is not None:
         RunFolder.check_new(output_dir, overwrite=overwrite)
@@ -499,10 +502,11 @@ def imagine(
         run = RunFolder.create(output_dir, overwrite=overwrite)
         save_config(cfg, run.config)
     session = _session(cfg, clip, device, init=init)
-    return _execute(session, run, progress=progress)
+    return _execute(session, run, progress=progress, callbacks=callbacks)
 
 
-def resume_image_run(run_dir: str | Path, *, clip=None, progress: bool = False) -> ImageResult:
+def resume_image_run(run_dir: str | Path, *, clip=None, progress: bool = False,
+                     callbacks: Sequence[Callback] = ()) -> ImageResult:
     """Continue an interrupted (or finished) 2D run to its configured iteration count."""
     run = RunFolder.open(run_dir)
     cfg = load_config(path=run.config)
@@ -511,7 +515,7 @@ def resume_image_run(run_dir: str | Path, *, clip=None, progress: bool = False) 
     session = _session(cfg, clip, device, init=state["loop"]["problem"].get("init"))
     session.loop.load_state_dict(state["loop"])
     log.info("resuming %s at iteration %d of %d", run.path, session.loop.step, cfg.optim.iters)
-    return _execute(session, run, progress=progress)
+    return _execute(session, run, progress=progress, callbacks=callbacks)
 
 
 def _image_checkpoint(run: RunFolder) -> dict[str, Any]:

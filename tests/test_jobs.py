@@ -1,0 +1,255 @@
+"""text2mesh batch: manifests, the job store, local and Ray executors, failures, kills, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import trimesh
+import yaml
+
+from text2mesh.cli import main
+from text2mesh.errors import ConfigError
+from text2mesh.jobs import JobSpec, batch, load_manifest, read_records
+from text2mesh.jobs.store import pack_run, unpack_run
+
+# Small, quick jobs: a 320-face sphere, 64-pixel renders, the offline tiny CLIP.
+FAST = {
+    "mesh.max_edge": None,
+    "render.resolution": 64,
+    "output.final_resolution": 64,
+    "output.n_final_views": 2,
+    "optim.snapshot_every": 0,
+    "optim.checkpoint_every": 2,
+}
+
+
+@pytest.fixture
+def ball(tmp_path: Path) -> Path:
+    path = tmp_path / "ball.obj"
+    trimesh.creation.icosphere(subdivisions=2).export(path)
+    return path
+
+
+def manifest(tmp_path: Path, data: dict, name: str = "jobs.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def three_jobs(ball: Path, iters: int = 3) -> dict:
+    return {
+        "defaults": {"preset": "tiny", "clip_model": "text2mesh-tiny", "set": {**FAST, "optim.iters": iters}},
+        "jobs": [{"mesh": str(ball), "prompt": "a red object", "seed": 1, "name": "red-ball"}],
+        "grid": {"meshes": [str(ball)], "prompts": ["a blue object", "a green object"]},
+    }
+
+
+def records_of(out: Path) -> dict:
+    return {r.id: r for r in read_records(out / "jobs.jsonl")}
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_job(out: Path, min_step: int):
+    """A job record that is running and has reported at least ``min_step`` iterations."""
+    if not (out / "jobs.jsonl").is_file():
+        return None
+    for record in read_records(out / "jobs.jsonl"):
+        if record.status == "running" and record.progress.get("step", 0) >= min_step:
+            return record
+    return None
+
+
+def assert_complete(out: Path, iters: int, failed: tuple[str, ...] = ()) -> dict:
+    """Every job done (but ``failed``), with all its files, its losses for every iteration, and
+    a gallery whose links resolve."""
+    records = records_of(out)
+    for record in records.values():
+        if record.id in failed:
+            assert record.status == "failed"
+            continue
+        assert record.status == "done", (record.id, record.error)
+        run = out / record.run_dir
+        assert (run / "config.yaml").is_file() and (run / "ball_stylized.obj").is_file()
+        assert len((run / "loss.csv").read_text().splitlines()) == iters + 1
+        assert not list(out.glob(".*partial"))
+    page = (out / "index.html").read_text()
+    links = [unquote(h) for h in re.findall(r'(?:href|src)="([^"]+)"', page)]
+    assert links and all((out / link).is_file() for link in links)
+    for record in records.values():
+        assert (f"{record.run_dir}/renders/turntable.gif" in links) == (record.id not in failed)
+    return records
+
+
+def test_manifest_expands_jobs_and_grid(tmp_path, ball):
+    specs = load_manifest(manifest(tmp_path, three_jobs(ball)))
+    assert [s.name for s in specs] == ["red-ball", "ball-a-blue-object", "ball-a-green-object"]
+    assert specs[0].seed == 1 and specs[1].seed is None
+    assert all(s.preset == "tiny" and s.clip_model == "text2mesh-tiny" for s in specs)
+    cfg = specs[0].config()
+    assert cfg.optim.iters == 3 and cfg.render.resolution == 64 and cfg.optim.seed == 1
+    assert cfg.prompts == ["a red object"] and cfg.mesh.max_edge is None
+    assert JobSpec.from_dict(json.loads(json.dumps(specs[0].to_dict()))) == specs[0]
+
+
+def test_manifest_job_keys_override_defaults_and_grid_seeds_multiply(tmp_path, ball):
+    data = {
+        "defaults": {"preset": "tiny", "set": {"optim.iters": 5}},
+        "jobs": [{"mesh": str(ball), "prompt": "a vase", "preset": "draft", "set": ["optim.iters=7"]}],
+        "grid": {"meshes": [str(ball)], "prompts": ["a", "b"], "seeds": [0, 1, 2]},
+    }
+    specs = load_manifest(manifest(tmp_path, data))
+    assert len(specs) == 1 + 2 * 3
+    assert specs[0].preset == "draft" and specs[0].config().optim.iters == 7
+    assert {s.seed for s in specs[1:]} == {0, 1, 2}
+    assert len({s.name for s in specs}) == len(specs)
+
+
+def test_csv_manifest(tmp_path, ball):
+    path = tmp_path / "jobs.csv"
+    path.write_text(f"mesh,prompt,seed,preset,set\n{ball},a red object,3,tiny,optim.iters=4;render.resolution=64\n"
+                    f"{ball},\"a blue, shiny object\",,tiny,\n")
+    specs = load_manifest(path)
+    assert specs[0].seed == 3 and specs[0].config().optim.iters == 4 and specs[0].config().render.resolution == 64
+    assert specs[1].prompt == "a blue, shiny object" and specs[1].seed is None
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [
+        ({"prompt": "x", "mesh": "BALL", "colour": "red"}, r"job 1: unknown key 'colour'"),
+        ({"prompt": "x", "mesh": "missing.obj"}, r"job 1 field mesh: mesh file not found"),
+        ({"prompt": "x", "mesh": "BALL", "set": {"optim.iterz": 3}}, r"job 1: .*iterz"),
+        ({"prompt": "x", "mesh": "BALL", "seed": "one"}, r"job 1 field seed: expected an integer"),
+        ({"mesh": "BALL"}, r"job 1 field prompt: give the text prompt"),
+        ({"prompt": "x", "mesh": "BALL", "preset": "nope"}, r"job 1: unknown preset 'nope'"),
+    ],
+)
+def test_bad_manifest_is_refused_naming_job_and_field(tmp_path, ball, job, message):
+    job = {k: (str(ball) if v == "BALL" else v) for k, v in job.items()}
+    with pytest.raises(ConfigError, match=message):
+        load_manifest(manifest(tmp_path, {"jobs": [job]}))
+
+
+def test_bad_manifest_cli_answers_in_one_line_and_runs_nothing(tmp_path, ball, capsys):
+    path = manifest(tmp_path, {"jobs": [{"prompt": "x", "mesh": str(ball), "name": "a"},
+                                        {"prompt": "y", "mesh": str(ball), "name": "a"}]})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["batch", str(path), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and "\n" not in err
+    assert "job 2 (a) field name" in err and "unique" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pack_and_unpack_round_trip(tmp_path):
+    run = tmp_path / "run"
+    (run / "renders").mkdir(parents=True)
+    (run / "config.yaml").write_text("a: 1\n")
+    (run / "renders" / "x.png").write_bytes(bytes(range(256)))
+    target = tmp_path / "copy"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    unpack_run(pack_run(run), target)
+    assert (target / "config.yaml").read_text() == "a: 1\n"
+    assert (target / "renders" / "x.png").read_bytes() == bytes(range(256))
+    assert not (target / "stale.txt").exists()
+
+
+@pytest.mark.slow
+def test_batch_runs_locally_records_a_failure_and_reruns_nothing(tmp_path, ball):
+    data = three_jobs(ball)
+    broken = tmp_path / "broken.obj"
+    broken.write_text("v 0 0 0\nthis is not an obj file\n")
+    data["jobs"].append({"mesh": str(broken), "prompt": "a red object", "name": "broken"})
+    out = tmp_path / "out"
+    records = batch(manifest(tmp_path, data), out, workers=2, retries=1)
+    assert [(r.id, r.status) for r in records] == [("red-ball", "done"), ("broken", "failed"),
+                                                   ("ball-a-blue-object", "done"), ("ball-a-green-object", "done")]
+    failed = records[1]
+    assert failed.attempt == 2 and "point cloud (no faces)" in failed.error and "\n" not in failed.error
+    assert failed.error in (out / "index.html").read_text()
+    good = {k: v for k, v in assert_complete(out, 3, failed=("broken",)).items() if k != "broken"}
+    assert all(r.progress["step"] == 3 and r.progress["start"] == 0 for r in good.values())
+    assert len({r.worker for r in good.values()}) == 2  # two worker processes shared the jobs
+    before = {k: (out / r.run_dir / "loss.csv").stat().st_mtime_ns for k, r in good.items()}
+    again = batch(manifest(tmp_path, data), out, retries=0)
+    assert [r.status for r in again] == ["done", "failed", "done", "done"]
+    assert {k: (out / r.run_dir / "loss.csv").stat().st_mtime_ns for k, r in good.items()} == before
+
+
+@pytest.mark.slow
+def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ball):
+    data = three_jobs(ball, iters=24)
+    data["jobs"] = data["jobs"][:1]
+    del data["grid"]
+    out = tmp_path / "out"
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(records=batch(data, out, retries=1)))
+    thread.start()
+    victim = wait_for(lambda: running_job(out, 6), 120, "a job past iteration 6")
+    os.kill(int(victim.worker), signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    (record,) = result["records"]
+    assert record.status == "done" and record.attempt == 2
+    assert record.progress["start"] >= 6  # the second attempt continued the first one's checkpoint
+    assert_complete(out, iters=24)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_batch_and_the_same_command_continues(tmp_path, ball):
+    data = three_jobs(ball, iters=30)
+    path = manifest(tmp_path, data)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "text2mesh", "batch", str(path), "-o", str(out), "--quiet"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: running_job(out, 4), 120, "a job past iteration 4")
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert "run the same command again" in err.strip().splitlines()[-1]
+    stopped = records_of(out)
+    assert not any(r.status in ("running", "failed") for r in stopped.values())
+    interrupted = [r for r in stopped.values() if r.status == "queued" and (out / r.run_dir / "checkpoint.pt").is_file()]
+    assert interrupted, "the running job saved a checkpoint"
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    records = assert_complete(out, iters=30)
+    assert records[interrupted[0].id].attempt == 2 and records[interrupted[0].id].progress["start"] >= 4
+
+
+@pytest.mark.slow
+def test_batch_under_local_ray(tmp_path, ball):
+    ray = pytest.importorskip("ray", reason="Ray is an optional dependency (pip install -e '.[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = tmp_path / "out"
+        records = batch(manifest(tmp_path, three_jobs(ball)), out, executor="ray")
+        assert [r.status for r in records] == ["done"] * 3
+        assert_complete(out, iters=3)
+        assert all(":" in r.worker for r in records)  # host:pid of the Ray worker
+    finally:
+        ray.shutdown()
