@@ -92,6 +92,9 @@ MODEL_DEFAULTS = {
                  "shape_crop": 0.5, "class_weight": 0.0},
 }
 HELD_OUT_MESHES = ("meshes/vase.obj", "meshes/dog.obj", "meshes/human.obj")
+# The judge's training surfaces (what the shipped judge was trained on: no rounded boxes, and none
+# of the kinds added after it).
+JUDGE_BASE_KINDS = ("ellipsoid", "blob", "compound")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -128,7 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     args.out = tiny_checkpoint_path(args.model) if args.out is None else args.out
     args.arch = args.model if args.config is None else args.config.stem
-    args.bases = tuple(k for k in BASE_KINDS if k != "rounded box") if judge else BASE_KINDS
+    args.bases = JUDGE_BASE_KINDS if judge else BASE_KINDS
     args.bw_second = 0.2 if judge else 0.5
     return args
 

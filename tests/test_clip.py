@@ -211,3 +211,24 @@ def test_offline_without_weights_fails_fast_when_the_hub_is_unreachable(monkeypa
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(clip_module, "HF_HOST", "huggingface.invalid")  # never resolves (RFC 2606)
     assert "cannot be reached" in _assert_fast_one_line_offline_error(cache_dir=str(tmp_path))
+
+
+def test_fetch_weights_offline_answers_in_one_line(monkeypatch, tmp_path, capsys):
+    from text2mesh.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fetch-weights"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and "\n" not in err and "ViT-B-32" in err and "openai" in err
+
+
+def test_fetch_weights_reports_a_model_that_is_ready(capsys):
+    from text2mesh.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fetch-weights", "--clip-model", TINY_MODEL])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"{TINY_MODEL}: ready")

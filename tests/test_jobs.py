@@ -241,15 +241,44 @@ def test_ctrl_c_stops_the_batch_and_the_same_command_continues(tmp_path, ball):
     assert records[interrupted[0].id].attempt == 2 and records[interrupted[0].id].progress["start"] >= 4
 
 
-@pytest.mark.slow
-def test_batch_under_local_ray(tmp_path, ball):
+@pytest.fixture
+def local_ray():
     ray = pytest.importorskip("ray", reason="Ray is an optional dependency (pip install -e '.[ray]')")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        out = tmp_path / "out"
-        records = batch(manifest(tmp_path, three_jobs(ball)), out, executor="ray")
-        assert [r.status for r in records] == ["done"] * 3
-        assert_complete(out, iters=3)
-        assert all(":" in r.worker for r in records)  # host:pid of the Ray worker
-    finally:
-        ray.shutdown()
+    yield ray
+    ray.shutdown()
+
+
+def ray_task_pids() -> list[int]:
+    """Processes running a job as a Ray task (Ray titles them ray::<function>)."""
+    found = subprocess.run(["pgrep", "-f", "ray::_ray_task"], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.mark.slow
+def test_batch_under_local_ray(tmp_path, ball, local_ray):
+    out = tmp_path / "out"
+    records = batch(manifest(tmp_path, three_jobs(ball)), out, executor="ray")
+    assert [r.status for r in records] == ["done"] * 3
+    assert_complete(out, iters=3)
+    assert all(":" in r.worker for r in records)  # host:pid of the Ray worker
+
+
+@pytest.mark.slow
+def test_killed_ray_worker_is_retried_by_ray(tmp_path, ball, local_ray):
+    data = three_jobs(ball, iters=80)
+    data["jobs"] = data["jobs"][:1]
+    del data["grid"]
+    out = tmp_path / "out"
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(records=batch(data, out, executor="ray")))
+    thread.start()
+    (victim,) = wait_for(ray_task_pids, 120, "the job's Ray task")
+    time.sleep(3)  # into the optimization
+    assert victim in ray_task_pids(), "the job ended before it could be killed; make it longer"
+    os.kill(victim, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    (record,) = result["records"]
+    assert record.status == "done" and not record.worker.endswith(f":{victim}")
+    assert_complete(out, iters=80)

@@ -28,6 +28,16 @@ def test_bases_are_closed_surfaces_on_the_unit_sphere():
         assert faces.max() < len(vertices) and len(faces) >= 80
 
 
+def test_creature_parts_form_one_connected_shape():
+    for seed in range(5):
+        ((vertices, faces),) = base_meshes(1, torch.Generator().manual_seed(seed), subdivisions=3, kinds=("creature",))
+        assert len(vertices) % 162 == 0 and int(faces.max()) == len(vertices) - 1
+        parts = vertices.view(-1, 162, 3)  # parts are icospheres of level 2 (162 vertices)
+        assert len(parts) >= 4
+        for i in range(1, len(parts)):  # every part reaches into the ones before it
+            assert torch.cdist(parts[i], parts[:i].reshape(-1, 3)).min() < 0.02, (seed, i)
+
+
 def test_each_surface_word_has_its_own_geometry():
     ((vertices, _),) = base_meshes(1, torch.Generator().manual_seed(0), kinds=("ellipsoid",))
     d = {name: displacement(vertices, i, torch.Generator().manual_seed(1)) for i, name in enumerate(SURFACES)}

@@ -364,6 +364,17 @@ def batch_command(manifest, output, workers, ray_address, retries, quiet) -> Non
         raise Text2MeshError(f"{len(failed)} jobs failed (first: {failed[0].id}: {failed[0].error}); see {Path(output) / 'jobs.jsonl'}")
 
 
+@cli.command("fetch-weights")
+@click.option("--clip-model", default="ViT-B-32", show_default=True, help="open_clip model name.")
+@click.option("--clip-pretrained", default="openai", show_default=True, help="open_clip pretrained tag.")
+def fetch_weights_command(clip_model, clip_pretrained) -> None:
+    """Download CLIP weights into this machine's open_clip cache (once per machine or cluster node)."""
+    from .guidance.clip import load_clip
+
+    clip = load_clip(clip_model, clip_pretrained)
+    click.echo(f"{clip_model}: ready ({clip.source})")
+
+
 @cli.command("score")
 @click.argument("args", nargs=-1, required=True, metavar="RUN_DIR|MESH... [PROMPT...]")
 @click.option("--clip-model", help="open_clip model that judges (default ViT-B-32), or text2mesh-tiny-judge (offline).")

@@ -56,14 +56,71 @@ def _icosphere(subdivisions: int) -> tuple[Tensor, Tensor]:
     return torch.tensor(sphere.vertices, dtype=torch.float32), torch.tensor(sphere.faces, dtype=torch.int64)
 
 
-BASE_KINDS = ("ellipsoid", "rounded box", "blob", "compound")
+BASE_KINDS = ("ellipsoid", "rounded box", "blob", "compound", "creature", "lathe")
+
+
+def _turn(g: torch.Generator) -> Tensor:
+    """A random rotation [3, 3]."""
+    return torch.linalg.qr(torch.randn(3, 3, generator=g)).Q
+
+
+def _merged(pieces: list[Tensor], faces: Tensor) -> tuple[Tensor, Tensor]:
+    """Parts [V, 3] sharing one face list -> one mesh on the unit sphere."""
+    offsets = torch.arange(len(pieces)).repeat_interleave(len(faces)) * len(pieces[0])
+    return unit_sphere(torch.cat(pieces)), faces.repeat(len(pieces), 1) + offsets[:, None]
+
+
+def _compound(small: Tensor, small_faces: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """2-8 elongated ellipsoids scattered around the centre (they may not touch)."""
+    pieces = []
+    for _ in range(int(torch.randint(2, 9, (1,), generator=g))):
+        stretch = torch.tensor([1.0, 0.25, 0.25]) + 0.25 * torch.rand(3, generator=g)
+        pieces.append((small * stretch) @ _turn(g).T + 0.5 * torch.randn(3, generator=g))
+    return _merged(pieces, small_faces)
+
+
+def _creature(small: Tensor, small_faces: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A body with limbs, necks and heads attached end to end (a figure, an animal, a lamp): each
+    new part starts where an earlier one ends, so the parts form one connected shape."""
+    body = torch.tensor([0.9, 0.35, 0.35]) * (0.6 + 0.6 * torch.rand(3, generator=g))
+    pieces = [small * body]
+    ends = [torch.tensor([body[0], 0, 0]), torch.tensor([-body[0], 0, 0])]
+    for _ in range(int(torch.randint(3, 10, (1,), generator=g))):
+        start = ends[int(torch.randint(0, len(ends), (1,), generator=g))]
+        length = 0.25 + 0.45 * float(torch.rand((), generator=g))
+        thickness = 0.06 + 0.16 * float(torch.rand((), generator=g))
+        if float(torch.rand((), generator=g)) < 0.25:  # a round part: a head, a hand
+            length = thickness = 0.12 + 0.15 * float(torch.rand((), generator=g))
+        axis = F.normalize(torch.randn(3, generator=g), dim=0)
+        turn = _turn(g)
+        turn = turn * torch.sign(torch.det(turn))
+        part = (small * torch.tensor([length, thickness, thickness])) @ turn.T
+        along = turn[:, 0]
+        along = along if float(along @ axis) >= 0 else -along
+        centre = start + along * length * 0.85
+        pieces.append(part + centre)
+        ends.append(centre + along * length * 0.85)
+    return _merged(pieces, small_faces)
+
+
+def _lathe(directions: Tensor, g: torch.Generator) -> Tensor:
+    """A surface of revolution (vase, bottle, cup, column): the sphere's radius about its axis
+    scaled by a random smooth profile of the height. Returns vertices [V, 3]."""
+    y = directions[:, 1]
+    k = torch.arange(1, 5, dtype=torch.float32)
+    amp = torch.randn(4, generator=g) * torch.tensor([0.25, 0.2, 0.12, 0.08])
+    phase = torch.rand(4, generator=g) * 2 * math.pi
+    profile = (0.55 + (amp * torch.cos(k * math.pi * y[:, None] + phase)).sum(1)).clamp(0.15, 1.2)
+    height = 1.0 + 0.8 * float(torch.rand((), generator=g))
+    return torch.stack([directions[:, 0] * profile, y * height, directions[:, 2] * profile], dim=1)
 
 
 def base_meshes(
     n: int, g: torch.Generator, subdivisions: int = 4, kinds: tuple[str, ...] = BASE_KINDS
 ) -> list[tuple[Tensor, Tensor]]:
     """``n`` closed surfaces of the given ``kinds`` (BASE_KINDS) on the unit sphere: star-shaped
-    ellipsoids, rounded boxes and blobs, and compounds of 2-8 elongated ellipsoids (limbs, necks).
+    ellipsoids, rounded boxes and blobs, compounds of 2-8 scattered elongated ellipsoids,
+    creatures (connected bodies with limbs and heads) and lathes (surfaces of revolution).
 
     Returns:
         list of (vertices [V, 3] float32 with vertex mean 0 and radius 1, faces [F, 3] int64).
@@ -75,15 +132,13 @@ def base_meshes(
         axes = 0.55 + 0.45 * torch.rand(3, generator=g)
         kind = kinds[int(torch.randint(0, len(kinds), (1,), generator=g))]
         if kind == "compound":
-            parts = int(torch.randint(2, 9, (1,), generator=g))
-            pieces = []
-            for _ in range(parts):
-                stretch = torch.tensor([1.0, 0.25, 0.25]) + 0.25 * torch.rand(3, generator=g)
-                turn = torch.linalg.qr(torch.randn(3, 3, generator=g)).Q
-                pieces.append((small * stretch) @ turn.T + 0.5 * torch.randn(3, generator=g))
-            vertices = torch.cat(pieces)
-            offsets = torch.arange(parts).repeat_interleave(len(small_faces)) * len(small)
-            out.append((unit_sphere(vertices), small_faces.repeat(parts, 1) + offsets[:, None]))
+            out.append(_compound(small, small_faces, g))
+            continue
+        if kind == "creature":
+            out.append(_creature(small, small_faces, g))
+            continue
+        if kind == "lathe":
+            out.append((unit_sphere(_lathe(directions, g)), faces))  # upright, as such objects stand
             continue
         scaled = directions / axes
         if kind == "ellipsoid":
@@ -95,8 +150,7 @@ def base_meshes(
             freq = torch.randn(3, 4, generator=g) * 1.5
             phase = torch.rand(4, generator=g) * 2 * math.pi
             radius = 1.0 + 0.07 * torch.sin(directions @ freq + phase).sum(1)
-        rotation = torch.linalg.qr(torch.randn(3, 3, generator=g)).Q
-        out.append((unit_sphere((directions * radius[:, None]) @ rotation.T), faces))
+        out.append((unit_sphere((directions * radius[:, None]) @ _turn(g).T), faces))
     return out
 
 
