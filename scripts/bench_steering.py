@@ -17,6 +17,7 @@ axis, and the bands along it). Last lines, the figures to quote:
 
     python scripts/bench_steering.py                  # about 3 minutes on 2 cores
     python scripts/bench_steering.py --keep runs/steer  # keep run folders to look at (grey renders)
+    python scripts/bench_steering.py --candidate scripts/tiny-resnet.json /tmp/rn.pt   # a candidate model
 """
 
 from __future__ import annotations
@@ -50,7 +51,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="write run folders here (default: none)")
+    parser.add_argument("--candidate", type=Path, nargs=2, metavar=("CONFIG", "CHECKPOINT"), default=None,
+                        help="measure a candidate tiny CLIP instead of the shipped one: its open_clip config JSON "
+                             "and checkpoint (as train_tiny_clip.py --config ... --out ... writes them)")
     return parser.parse_args(argv)
+
+
+def steering_clip(candidate: tuple[Path, Path] | None):
+    """The shipped tiny CLIP, or a candidate trained by train_tiny_clip.py --config."""
+    if candidate is None:
+        return load_clip(TINY_MODEL)
+    from text2mesh.guidance.clip import import_open_clip
+
+    config, checkpoint = candidate
+    import_open_clip().add_model_config(config)
+    return load_clip(config.stem, checkpoint=checkpoint)
 
 
 def measure(result: text2mesh.StyleResult) -> dict[str, float]:
@@ -68,7 +83,7 @@ def measure(result: text2mesh.StyleResult) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    clip = load_clip(TINY_MODEL)
+    clip = steering_clip(args.candidate)
     overrides = {"guidance": {"clip_model": TINY_MODEL}, "optim": {"seed": args.seed, "device": "cpu"},
                  "output": {"n_final_views": 4, "before_after": False, "turntable": False, "formats": ["ply"]}}
     if args.iters is not None:

@@ -142,7 +142,11 @@ class LocalExecutor(Executor):
         import multiprocessing
 
         self._context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-        slots = [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus] if gpus else [{} for _ in range(max(1, workers))]
+        if gpus:
+            slots = [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus]
+        else:  # CPU workers share the cores instead of each starting a thread per core
+            threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+            slots = [{"OMP_NUM_THREADS": threads} for _ in range(max(1, workers))]
         self._slots: list[dict] = [{"env": env, "process": None, "conn": None, "task": None} for env in slots]
         self._queue: list[Task] = []
         self._events: list[Event] = []
@@ -260,11 +264,13 @@ def _ray_task(spec_data: dict, mesh: tuple[str, bytes] | None, packed: bytes | N
 class RayExecutor(Executor):
     """Each task a Ray task (``ray.init(address)``: ``auto`` joins a running cluster, None starts a
     local one), asking for one GPU when the cluster has GPUs; Ray retries tasks whose worker was
-    lost (``max_retries``)."""
+    lost (``max_retries``). cpus_per_task: the CPUs a task asks for (and the threads torch uses
+    in it)."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, retries: int = 1, num_cpus: int | None = None) -> None:
+    def __init__(self, address: str | None = None, retries: int = 1, num_cpus: int | None = None,
+                 cpus_per_task: int = 1) -> None:
         try:
             import ray
         except ImportError:
@@ -276,7 +282,7 @@ class RayExecutor(Executor):
                 kwargs["num_cpus"] = num_cpus
             ray.init(address=address, **kwargs)
         gpus = ray.cluster_resources().get("GPU", 0)
-        self._remote = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=retries)(_ray_task)
+        self._remote = ray.remote(num_cpus=cpus_per_task, num_gpus=1 if gpus else 0, max_retries=retries)(_ray_task)
         self._pending: dict[Any, Task] = {}
         self._events: list[Event] = []
 
