@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -362,6 +363,55 @@ def batch_command(manifest, output, workers, ray_address, retries, quiet) -> Non
         click.echo(f"{len(records) - len(failed)} of {len(records)} jobs done; gallery: {Path(output) / 'index.html'}")
     if failed:
         raise Text2MeshError(f"{len(failed)} jobs failed (first: {failed[0].id}: {failed[0].error}); see {Path(output) / 'jobs.jsonl'}")
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (another than localhost needs --token).")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port.")
+@click.option("--jobs", "jobs_dir", type=click.Path(file_okay=False), default="serve-jobs", show_default=True,
+              help="Job folder (a run folder per job, jobs.jsonl); a restarted server continues it.")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes (default 1; with CUDA: one per GPU).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run jobs as Ray tasks (--ray: a local Ray, --ray auto: a running cluster).")
+@click.option("--preset", help="Preset of jobs that do not name one (e.g. tiny for an offline demo).")
+@click.option("--clip-model", help="CLIP of every job (e.g. text2mesh-tiny offline).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Config field for every job, e.g. optim.iters=60.")
+@click.option("--token", envvar="TEXT2MESH_TOKEN", help="Secret every request must carry (required off localhost).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), default=200, show_default=True, help="Largest mesh upload.")
+def serve_command(host, port, jobs_dir, workers, ray_address, preset, clip_model, settings, token, max_upload_mb) -> None:
+    """A web page and HTTP API: submit jobs, follow them, look at and download results."""
+    if host not in LOCAL_HOSTS and not token:
+        raise ConfigError(f"--host {host} opens the server to other machines; give --token SECRET (or TEXT2MESH_TOKEN)")
+    try:
+        import uvicorn
+
+        from .serve.app import ServeSettings, create_app, serve_defaults
+    except ImportError as exc:
+        raise ConfigError(f'text2mesh serve needs FastAPI and uvicorn ({exc.name} is missing): pip install -e ".[serve]"') from None
+    from .jobs.service import JobService
+    from .jobs.spec import JobSpec
+
+    defaults = ServeSettings(preset=preset, clip_model=clip_model, set=serve_defaults(settings),
+                             token=token, max_upload_mb=max_upload_mb)
+    JobSpec(name="check", prompt="check", preset=preset, clip_model=clip_model, set=tuple(defaults.set.items())).config()
+    service = JobService(jobs_dir, executor="local" if ray_address is None else "ray", workers=workers,
+                         ray_address=ray_address or None).start()
+    where = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    click.echo(f"text2mesh serve: {where} (API docs: {where}docs; jobs in {jobs_dir}); Ctrl-C stops")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # uvicorn re-raises it after shutting down
+    try:
+        uvicorn.Server(uvicorn.Config(create_app(service, defaults), host=host, port=port, log_level="warning")).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        click.echo("text2mesh serve: stopping; running jobs checkpoint and continue at the next start", err=True)
+        service.stop()
 
 
 @cli.command("fetch-weights")

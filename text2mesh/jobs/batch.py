@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, Interrupted
-from .executors import Event, Executor, Task, make_executor, visible_gpus
+from .driver import Driver, Report
+from .executors import make_executor, visible_gpus
 from .gallery import write_gallery
 from .spec import JobSpec, jobs_from_mapping, load_manifest
-from .store import JobRecord, JobStore, now
+from .store import JobRecord, JobStore
 
 DRAIN_SECONDS = 120  # how long Ctrl-C waits for running jobs to checkpoint
 
@@ -42,75 +43,6 @@ def _to_run(store: JobStore, records: list[JobRecord]) -> list[JobRecord]:
             store.update(record.id, status="queued")
         todo.append(record)
     return todo
-
-
-class _Report:
-    """One progress bar over jobs (done/total, ETA) and a line per finished job."""
-
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, initial=done, desc="jobs", unit="job", disable=not enabled, dynamic_ncols=True)
-        self.enabled = enabled
-
-    def line(self, text: str) -> None:
-        if self.enabled:
-            self.bar.write(text)
-
-    def finished(self) -> None:
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-class _Driver:
-    def __init__(self, store: JobStore, executor: Executor, retries: int, report: _Report) -> None:
-        self.store = store
-        self.executor = executor
-        self.retries = retries
-        self.report = report
-        self.failures: dict[str, int] = {}
-        self.outstanding: set[str] = set()
-
-    def submit(self, record: JobRecord) -> None:
-        self.outstanding.add(record.id)
-        self.executor.submit(Task(record.id, record.spec, self.store.run_path(record)))
-
-    def handle(self, event: Event) -> None:
-        record = self.store.records[event.job_id]
-        if event.kind == "progress":
-            self.store.update(record.id, progress=event.progress or {})
-            return
-        if event.kind == "started":
-            self.store.update(record.id, status="running", attempt=record.attempt + 1, started=now(), ended=None,
-                              error="", worker=event.worker)
-            return
-        self.outstanding.discard(record.id)
-        if event.kind == "done":
-            self.store.update(record.id, status="done", ended=now(), error="", worker=event.worker or record.worker)
-            took = f" in {record.ended - record.started:.0f} s" if record.started else ""
-            self.report.line(f"done   {record.id}{took} -> {self.store.run_path(record)}")
-            self.report.finished()
-        elif event.kind == "interrupted":
-            self.store.update(record.id, status="queued", error="interrupted; the next run continues it")
-        else:
-            self.failures[record.id] = self.failures.get(record.id, 0) + 1
-            if self.failures[record.id] <= self.retries:
-                self.store.update(record.id, status="queued", error=event.error)
-                self.report.line(f"retry  {record.id}: {event.error}")
-                self.submit(record)
-                return
-            self.store.update(record.id, status="failed", ended=now(), error=event.error)
-            self.report.line(f"failed {record.id}: {event.error}")
-            self.report.finished()
-        write_gallery(self.store)
-
-    def wait(self, deadline: float | None = None) -> None:
-        while self.outstanding and (deadline is None or time.monotonic() < deadline):
-            event = self.executor.next_event(timeout=0.5)
-            if event is not None:
-                self.handle(event)
 
 
 def batch(
@@ -147,7 +79,7 @@ def batch(
     records = store.add(specs)
     todo = _to_run(store, records)
     write_gallery(store)
-    report = _Report(len(records), len(records) - len(todo), progress)
+    report = Report(len(records), len(records) - len(todo), progress)
     options = dict(executor_options or {})
     if executor == "local":
         gpus = visible_gpus() if workers is None else []
@@ -157,7 +89,7 @@ def batch(
     try:
         if todo:
             with make_executor(executor, **options) as ex:
-                driver = _Driver(store, ex, retries, report)
+                driver = Driver(store, ex, retries, report)
                 _run(driver, todo)
     finally:
         report.close()
@@ -165,7 +97,7 @@ def batch(
     return [store.records[s.name] for s in specs]
 
 
-def _run(driver: _Driver, todo: list[JobRecord]) -> None:
+def _run(driver: Driver, todo: list[JobRecord]) -> None:
     try:
         for record in todo:
             driver.submit(record)

@@ -55,6 +55,11 @@ class Executor:
         """The next event, or None when nothing happened within ``timeout`` seconds."""
         raise NotImplementedError
 
+    def cancel(self, job_id: str) -> bool:
+        """Stop one job: drop it if not started (False: no event follows), or ask its running task
+        to stop (True: an ``interrupted`` event follows)."""
+        raise NotImplementedError
+
     def interrupt(self) -> list[str]:
         """Ask running tasks to stop (checkpointing where they can; their events follow) and drop
         the tasks not started yet; returns the dropped tasks' job ids."""
@@ -124,9 +129,12 @@ def _local_worker(conn, env: dict[str, str]) -> None:
         if task is None:
             return
         _log_as(task.job_id)
-        conn.send(Event("started", task.job_id, worker=str(os.getpid())))
-        event = run_task(runner, task, conn.send)
-        conn.send(event)
+        try:
+            conn.send(Event("started", task.job_id, worker=str(os.getpid())))
+            event = run_task(runner, task, conn.send)
+            conn.send(event)
+        except OSError:  # the driver is gone; the run's checkpoint is on disk for the next one
+            return
         if event.kind == "interrupted":
             return
 
@@ -211,6 +219,15 @@ class LocalExecutor(Executor):
                     self._lost(slot)
         self._dispatch()
         return self._events.pop(0) if self._events else None
+
+    def cancel(self, job_id: str) -> bool:
+        self._queue = [task for task in self._queue if task.job_id != job_id]
+        for slot in self._slots:
+            task, process = slot["task"], slot["process"]
+            if task is not None and task.job_id == job_id and process is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+                return True
+        return False
 
     def interrupt(self) -> list[str]:
         dropped = [task.job_id for task in self._queue]
@@ -313,6 +330,13 @@ class RayExecutor(Executor):
         if result["packed"] is not None:
             unpack_run(result["packed"], task.run_dir)
         return Event(result["kind"], task.job_id, result["error"], result["worker"])
+
+    def cancel(self, job_id: str) -> bool:
+        for ref, task in self._pending.items():
+            if task.job_id == job_id:
+                self._ray.cancel(ref)
+                return True
+        return False
 
     def interrupt(self) -> list[str]:
         for ref in list(self._pending):
