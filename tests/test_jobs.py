@@ -282,3 +282,29 @@ def test_killed_ray_worker_is_retried_by_ray(tmp_path, ball, local_ray):
     (record,) = result["records"]
     assert record.status == "done" and not record.worker.endswith(f":{victim}")
     assert_complete(out, iters=80)
+
+
+@pytest.mark.slow
+def test_service_cancels_a_running_job_and_runs_the_next(tmp_path, ball):
+    from text2mesh.jobs import JobSpec
+    from text2mesh.jobs.service import JobService
+
+    settings = tuple({**FAST, "optim.iters": 200}.items())
+    spec = lambda prompt: JobSpec(name="", prompt=prompt, mesh=str(ball), preset="tiny", clip_model="text2mesh-tiny",
+                                  set=settings)
+    service = JobService(tmp_path / "jobs").start()
+    try:
+        long = service.submit(spec("a red object"))
+        short = service.submit(JobSpec.from_dict({**spec("a blue object").to_dict(), "iters": 3}))
+        wait_for(lambda: service.record(long.id).progress.get("step", 0) >= 2, 120, "the long job to run")
+        service.cancel(long.id)
+        wait_for(lambda: service.record(long.id).status == "cancelled", 60, "the cancel")
+        wait_for(lambda: service.record(short.id).status == "done", 120, "the next job")
+        assert service.record(long.id).progress["step"] < 200
+        assert (tmp_path / "jobs" / long.id / "checkpoint.pt").is_file()
+        with pytest.raises(ConfigError, match="cancelled"):
+            service.cancel(long.id)
+    finally:
+        service.stop()
+    assert {r.id: r.status for r in read_records(tmp_path / "jobs" / "jobs.jsonl")} == {long.id: "cancelled",
+                                                                                      short.id: "done"}
