@@ -17,11 +17,11 @@ import trimesh
 
 pytest.importorskip("fastapi", reason="the server is an optional dependency (pip install -e '.[serve]')")
 httpx = pytest.importorskip("httpx", reason="the API tests talk HTTP through httpx (in the dev extra)")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from text2mesh.jobs.service import JobService  # noqa: E402
-from text2mesh.serve.app import ServeSettings, create_app  # noqa: E402
-from text2mesh.serve.command import CommandError, parse_command  # noqa: E402
+from text2mesh.jobs.service import JobService
+from text2mesh.serve.app import ServeSettings, create_app
+from text2mesh.serve.command import CommandError, parse_command
 
 MESHES = ["dog", "human", "sphere", "vase"]
 # quick jobs: the shipped sphere at 64², the offline tiny CLIP
@@ -64,7 +64,7 @@ def api(tmp_path):
 
 
 def test_jobs_are_queued_from_a_form_and_a_sentence(api):
-    client, service, _ = api
+    client, _, _ = api
     answer = client.post("/api/jobs", data={"prompt": "a red object", "mesh_name": "sphere", "iters": "3", "seed": "2"})
     assert answer.status_code == 200, answer.text
     job = client.get(f"/api/jobs/{answer.json()['id']}").json()
@@ -81,7 +81,7 @@ def test_jobs_are_queued_from_a_form_and_a_sentence(api):
     assert cancelled.status_code == 200
 
 
-def test_refusals_are_one_line_4xx_and_write_nothing(api, tmp_path):
+def test_refusals_are_one_line_4xx_and_write_nothing(api):
     client, service, root = api
     client.post("/api/jobs", data={"prompt": "a red object", "mesh_name": "sphere"})
     (job_id,) = [j["id"] for j in client.get("/api/jobs").json()["jobs"]]
@@ -105,6 +105,7 @@ def test_refusals_are_one_line_4xx_and_write_nothing(api, tmp_path):
         assert isinstance(detail, str) and detail and "\n" not in detail, detail
     assert cases[4].status_code == 413 and cases[5].status_code == 415
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # no upload or job left behind
+    assert [r.id for r in service.records()] == [job_id]
 
 
 def test_a_token_is_required_when_set(tmp_path):
