@@ -35,6 +35,17 @@ grey toward their colour; without it the 3D data pulled "a red object" toward cy
 render) were not understood and displacements barely moved. With --shape-batch 64: surface 0.403,
 and still a flat "blue and white stripes" sphere, a swelling human and a weak green pull in 2D.
 
+Two later candidates, same command plus ``--class-weight`` (a cross-entropy of each 3D sample
+against the five surface prompts and each picture against the four pattern prompts, the hard
+negatives a batch of random captions rarely holds): with 1.0 on the same surfaces, held-out
+colour 0.944, pattern 0.892, surface 0.458; with 0.5 and the creature and lathe surfaces added
+(20 minutes), colour 0.970, pattern 0.896, surface 0.531, but its steering was worse: "a spiky
+object" left the sphere smooth (and blue), "a ridged object" roughened it without grooves.
+Where surface accuracy is lost: renders of the held-out human and dog with no displacement are
+called spiky or bumpy (their own limbs, ears and fingers read as detail), wavy ones spiky;
+accuracy on renders of training surfaces is 0.84-0.89, so the gap is generalization to meshes
+with detail of their own, not the words.
+
 The judge (``text2mesh-tiny-judge``, used only to score results, never to optimize) is the
 ResNet tower at another width (its own JSON in ``text2mesh/assets``), another seed (1) and another
 split of the data: no rounded boxes among its training surfaces, whole-view crops (it scores
