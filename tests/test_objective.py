@@ -28,6 +28,26 @@ def test_targets_are_one_weighted_list(tmp_path):
     assert split_weight("x:-0.25") == ("x", -0.25)
 
 
+def test_pipes_split_one_prompt_into_weighted_targets():
+    from text2mesh.config import Config
+    from text2mesh.targets import check_targets, main_prompt, with_prompts
+
+    cfg = with_prompts(Config(), "a castle:1 | fog:0.5 | blurry:-1 | ratio 3:2 |a moat ")
+    assert check_targets(cfg) == [
+        Target("text", "a castle", 1.0),
+        Target("text", "fog", 0.5),
+        Target("text", "blurry", -1.0),
+        Target("text", "ratio 3", 2.0),
+        Target("text", "a moat", 1.0),
+    ]
+    assert main_prompt(cfg) == "a castle"
+    assert check_targets(with_prompts(Config(), "a red image:0.5"))[0] == Target("text", "a red image:0.5", 1.0)
+    with pytest.raises(ConfigError, match="no prompt to aim for"):
+        check_targets(with_prompts(Config(), "blurry:-1 | fog:-0.5"))
+    with pytest.raises(ConfigError, match="prompt is empty"):
+        check_targets(with_prompts(Config(), "a castle | | fog"))
+
+
 @pytest.mark.parametrize("prompt", ["", "   "])
 def test_empty_prompt_is_a_clear_error(prompt):
     with pytest.raises(ConfigError, match="prompt is empty"):

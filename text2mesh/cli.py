@@ -260,7 +260,8 @@ def view_command(target, before_after) -> None:
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Run folder (default: runs/imagine-<prompt>-<time>).")
 @click.option("--iters", type=click.IntRange(min=1), help="Iterations (optim.iters).")
 @click.option("--size", type=(int, int), metavar="W H", help="Picture width and height in pixels (default 512 512).")
-@click.option("--generator", type=click.Choice(["field", "pixels", "strokes"]), help="What paints the picture (default field).")
+@click.option("--generator", type=click.Choice(["field", "pixels", "strokes", "vqgan"]), help="What paints the picture (default field).")
+@click.option("--vqgan", metavar="MODEL", help="For --generator vqgan: text2mesh-tiny-vqgan, a taming model.ckpt (+ its .yaml), a diffusers VQModel folder or hub id.")
 @click.option("--seed", type=int, help="Random seed (optim.seed); with --variations N, seeds SEED..SEED+N-1.")
 @click.option("--preset", help="A preset in configs/.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A YAML config file (instead of --preset).")
@@ -272,7 +273,7 @@ def view_command(target, before_after) -> None:
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
-def imagine_command(prompt, output, iters, size, generator, seed, preset, config_file, clip_model, clip_pretrained,
+def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset, config_file, clip_model, clip_pretrained,
                     clip_checkpoint, device, prompts, image_prompts, negatives, init_image, variations, settings,
                     overwrite, resume_dir, quiet) -> None:
     """Paint a picture that looks like PROMPT (the 2D mode); writes image.png and progress.gif."""
@@ -281,7 +282,7 @@ def imagine_command(prompt, output, iters, size, generator, seed, preset, config
     from .targets import check_targets, with_prompts
 
     if resume_dir is not None:
-        if prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image:
+        if prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image or vqgan:
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --quiet)")
         from . import imagine as im
 
@@ -292,6 +293,8 @@ def imagine_command(prompt, output, iters, size, generator, seed, preset, config
             overrides = merge_dicts(overrides, dotted_override("imagine.size", list(size)))
         if generator is not None:
             overrides = merge_dicts(overrides, dotted_override("imagine.generator", generator))
+        if vqgan is not None:
+            overrides = merge_dicts(overrides, dotted_override("imagine.vqgan", vqgan))
         cfg = load_config(preset=preset, path=config_file, overrides=overrides)
         if prompt is None and not (cfg.prompts or prompts or image_prompts):
             raise ConfigError("give a PROMPT, e.g. text2mesh imagine \"a watercolor of a lighthouse\"")

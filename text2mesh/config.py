@@ -144,10 +144,11 @@ class OutputConfig:
 class ImagineConfig:
     """The 2D mode (``imagine``): which canvas, how large, and the cutouts CLIP sees."""
 
-    generator: Literal["field", "pixels", "strokes"] = "field"  # what parametrizes the picture
+    generator: Literal["field", "pixels", "strokes", "vqgan"] = "field"  # what parametrizes the picture
+    vqgan: str | None = None  # vqgan: text2mesh-tiny-vqgan, a taming model.ckpt (+ .yaml), a diffusers VQModel folder or hub id
     size: list[int] = dataclasses.field(default_factory=lambda: [512, 512])  # output width, height
     render_size: int = 224  # shorter side of the picture while optimizing (<= the output's)
-    lr: float | None = None  # None: field 3e-5, pixels 0.05, strokes 0.01 (optim.lr is the 3D field's)
+    lr: float | None = None  # None: field 3e-5, pixels 0.05, strokes 0.01, vqgan 0.1 (optim.lr is the 3D field's)
     pixel_resolution: int = 24  # pixels: shorter side of the free colour grid (bicubic upsampling)
     pixel_levels: int = 5  # pixels: grids summed at resolution, /2, /4, ... (1: one plain grid, which a small CLIP fools)
     n_strokes: int = 64  # strokes: number of brush strokes

@@ -65,13 +65,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GENERATORS = ("field", "pixels", "strokes")
+GENERATORS = ("field", "pixels", "strokes", "vqgan")
 # Adam moves every weight of the field by about lr a step, and the noise-initialized colour head
 # (FieldCanvas) turns that into large colour changes: at the stylizer's 5e-4 the picture
 # saturates to a corner of the RGB cube in one step and its tanh leaves no gradient (measured
 # with the tiny CLIP, "a red image", 128x128: magenta from step 1; at 3e-5 red leads by 0.66
 # after 150 steps, the picture varies and the loss still moves).
-DEFAULT_LR = {"field": 3e-5, "pixels": 0.05, "strokes": 0.01}
+DEFAULT_LR = {"field": 3e-5, "pixels": 0.05, "strokes": 0.01, "vqgan": 0.1}
 CANVAS_SEED_OFFSET = 0
 LOOP_SEED_OFFSET = 1_000_003
 IMAGE = "image.png"
@@ -195,6 +195,13 @@ def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
             init=init,
             generator=generator,
         )
+    if im.generator == "vqgan":
+        from .vqgan import vqgan_canvas
+
+        if not im.vqgan:
+            raise ConfigError("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming "
+                              "model.ckpt (with its model.yaml), a diffusers VQModel folder or a hub id")
+        return vqgan_canvas(im.vqgan, working_size(cfg), init=init, generator=generator)
     raise ConfigError(f"unknown generator {im.generator!r}; use one of {', '.join(GENERATORS)}")
 
 

@@ -20,8 +20,8 @@ from .errors import ConfigError, ImageError
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["Target", "build_targets", "check_targets", "main_prompt", "prompt_spec", "read_image", "split_weight",
-           "with_prompts"]
+__all__ = ["Target", "build_targets", "check_targets", "main_prompt", "prompt_spec", "read_image", "split_prompt",
+           "split_weight", "with_prompts"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,16 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
+def split_prompt(prompt: str) -> list[str]:
+    """The main prompt as ``config.prompts`` entries: one (weight 1), or, in the VQGAN-CLIP syntax
+    ``"a castle:1 | fog:0.5 | blurry:-1"``, one per ``|``-separated part with its own weight
+    (1 when it gives none; a negative one pushes away)."""
+    if "|" not in prompt:
+        return [prompt_spec(prompt)]
+    return [part.strip() if split_weight(part.strip())[0] != part.strip() else prompt_spec(part.strip())
+            for part in prompt.split("|")]
+
+
 def prompt_spec(prompt: str) -> str:
     """How the main prompt is stored in ``config.prompts`` (weight 1, unambiguous)."""
     text, _ = split_weight(prompt)
@@ -113,10 +123,11 @@ def with_prompts(
     image_prompts: Sequence[str] = (),
     negatives: Sequence[str] = (),
 ) -> Config:
-    """A copy of ``cfg`` whose targets are: ``prompt`` (replacing the preset's prompts when given),
-    then the extra weighted prompts, image prompts and negatives."""
+    """A copy of ``cfg`` whose targets are: ``prompt`` (replacing the preset's prompts when given;
+    ``|`` separates weighted parts, see :func:`split_prompt`), then the extra weighted prompts,
+    image prompts and negatives."""
     cfg = copy.deepcopy(cfg)
-    base = [prompt_spec(prompt)] if prompt is not None else list(cfg.prompts)
+    base = split_prompt(prompt) if prompt is not None else list(cfg.prompts)
     cfg.prompts = base + list(prompts)
     cfg.image_prompts = list(cfg.image_prompts) + list(image_prompts)
     cfg.negatives = list(cfg.negatives) + list(negatives)

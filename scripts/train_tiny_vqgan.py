@@ -1,0 +1,97 @@
+"""Train the project's tiny VQ autoencoder ("text2mesh-tiny-vqgan") on its synthetic pictures.
+
+A diffusers ``VQModel`` (the VQGAN architecture: convolutional encoder and decoder around a
+codebook), small enough to ship and to train in minutes on 2 cores: three levels of 32/64/64
+channels (pictures 4x the latent grid), 512 codes of 16 dimensions. It learns to reconstruct the
+colour-and-pattern pictures of :mod:`text2mesh.guidance.synthetic` (MSE + the codebook's
+commitment loss; no discriminator: a demo model, not an art model), so the ``vqgan`` generator
+works offline with ``text2mesh-tiny``. Deterministic for a given seed and thread count. Saved as
+a diffusers folder (``config.json`` + safetensors) in ``text2mesh/assets/text2mesh-tiny-vqgan``.
+
+    python scripts/train_tiny_vqgan.py                  # the shipped model
+    python scripts/train_tiny_vqgan.py --steps 20 --out /tmp/vq   # a quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from text2mesh.guidance.synthetic import make_batch
+from text2mesh.vqgan import tiny_vqgan_path
+
+CONFIG = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "latent_channels": 16,
+    "num_vq_embeddings": 512,
+    "vq_embed_dim": 16,
+    "norm_num_groups": 32,
+    "sample_size": 64,
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=24)
+    parser.add_argument("--size", type=int, default=32, help="training picture size (the model is convolutional: it decodes any size)")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="folder to write (default: the shipped model's)")
+    return parser.parse_args(argv)
+
+
+def reconstruction_error(model, n: int, size: int, seed: int) -> float:
+    """Mean absolute error per pixel on held-out synthetic pictures."""
+    pictures = make_batch(n, size, torch.Generator().manual_seed(seed)).images
+    with torch.no_grad():
+        out = model(pictures * 2 - 1).sample
+    return float(((out + 1) / 2 - pictures).abs().mean())
+
+
+def main(argv: list[str] | None = None) -> float:
+    from diffusers import VQModel
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = VQModel(**CONFIG)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    warmup = max(1, min(50, args.steps // 10))
+    cosine = lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    data = torch.Generator().manual_seed(args.seed)
+    start = time.time()
+    for step in range(args.steps):
+        pictures = make_batch(args.batch, args.size, data).images * 2 - 1
+        out = model(pictures)
+        loss = F.mse_loss(out.sample, pictures) + out.commit_loss.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - start:6.1f}s", flush=True)
+    model.eval()
+    out = args.out or tiny_vqgan_path()
+    model.save_pretrained(out)
+    error = reconstruction_error(model, 256, args.size, args.seed + 10_000)
+    size_mb = sum(p.stat().st_size for p in Path(out).iterdir()) / 2**20
+    print(f"saved {out} ({size_mb:.1f} MB) after {(time.time() - start) / 60:.1f} min")
+    print(f"held-out reconstruction error (mean |pixel|, 0-1): {error:.4f}")
+    return error
+
+
+if __name__ == "__main__":
+    main()
