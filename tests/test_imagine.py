@@ -10,6 +10,7 @@ from text2mesh.cli import main
 from text2mesh.config import load_config
 from text2mesh.guidance.clip import tiny_checkpoint_path
 from text2mesh.imagine import build_canvas, imagine, load_image_run, vary
+from text2mesh.vqgan import tiny_vqgan_path
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,6 +98,54 @@ def test_field_at_its_default_rate_leans_to_the_prompt_without_collapsing_to_a_f
     assert result.image.reshape(3, -1).std(dim=1).max() > 0.05, "the picture is one flat colour"
     late = result.losses[len(result.losses) // 2 :]
     assert max(late) - min(late) > 1e-3, "the loss stopped moving"
+
+
+needs_tiny_vqgan = pytest.mark.skipif(
+    not (tiny_vqgan_path() / "config.json").is_file(),
+    reason="the trained tiny VQ autoencoder (text2mesh/assets/text2mesh-tiny-vqgan) is not there; "
+           "run scripts/train_tiny_vqgan.py",
+)
+
+
+@needs_tiny
+@needs_tiny_vqgan
+@pytest.mark.parametrize("prompt, channel", [("a red image", 0), ("a green image", 1)])
+def test_vqgan_with_the_tiny_models_leans_to_the_prompt_without_collapsing(tiny, prompt, channel):
+    overrides = {"imagine": {"generator": "vqgan", "vqgan": "text2mesh-tiny-vqgan", "size": [64, 64], "n_cutouts": 8},
+                 "optim": {"iters": 60, "seed": 2, "snapshot_every": 0}}
+    result = imagine(prompt, load_config(overrides=overrides), clip=tiny)
+    colour = mean_colour(result.image)
+    others = [c for c in range(3) if c != channel]
+    assert (colour[channel] - colour[others] >= 0.15).all(), colour
+    assert result.image.reshape(3, -1).std(dim=1).max() > 0.05, "the picture is one flat colour"
+    late = result.losses[len(result.losses) // 2 :]
+    assert max(late) - min(late) > 1e-3, "the loss stopped moving"
+
+
+def test_prompt_schedule_switches_the_main_prompt_and_keeps_the_rest(clip):
+    from text2mesh.imagine import ImagineProblem, cutout_schedule, stage_configs
+    from text2mesh.targets import with_prompts
+
+    cfg = with_prompts(small_config(prompt_schedule=["a seed", "a sprout", "a tree"], change_every=10), "a seed",
+                       negatives=["blurry"])
+    stages = stage_configs(cfg)
+    assert [s.prompts for s in stages] == [["a seed"], ["a sprout"], ["a tree"]]
+    assert all(s.negatives == ["blurry"] for s in stages)
+    from text2mesh.guidance.objective import Objective
+    from text2mesh.imagine import run_targets
+
+    problem = ImagineProblem(build_canvas(cfg), [Objective(clip, run_targets(s)) for s in stages], cutout_schedule(cfg),
+                             iters=40, size=(32, 32), clip_size=tuple(clip.image_size), change_every=10)
+    mains = [problem.objective_at(step).targets[0].value for step in (0, 9, 10, 25, 39)]
+    assert mains == ["a seed", "a seed", "a sprout", "a tree", "a tree"]
+
+
+@needs_tiny
+def test_prompt_schedule_story_ends_on_its_last_prompt(tiny):
+    cfg = small_config("field", iters=50, prompt_schedule=["a red image", "a green image"], change_every=20)
+    result = imagine(None, cfg, clip=tiny)
+    colour = mean_colour(result.image)
+    assert colour[1] > colour[0] + 0.05, colour
 
 
 @needs_tiny
@@ -189,12 +238,21 @@ def test_cli_variations_make_a_contact_sheet(cli_clip, tmp_path):
         (["--size", "0", "10"], "imagine.size: 0 is outside"),
         (["--init-image", "missing.png"], "init image not found"),
         (["--set", "imagine.cutout_end=[0.5, 0.2]"], "cutout_end"),
+        (["--generator", "vqgan"], "--generator vqgan needs a model"),
+        (["--generator", "vqgan", "--vqgan", "missing.ckpt"], "VQGAN checkpoint not found"),
     ],
 )
 def test_cli_imagine_bad_input_is_a_one_line_error(cli_clip, tmp_path, capsys, argv, message):
     code = run_cli(["imagine", "a red image", "-o", str(tmp_path / "bad"), *FAST, *argv])
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_a_prompt_of_only_negative_parts_is_a_one_line_error(cli_clip, tmp_path, capsys):
+    code = run_cli(["imagine", "fog:-1 | blurry:-0.5", "-o", str(tmp_path / "bad"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and "no prompt to aim for" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_unreadable_init_image_is_a_clear_error(cli_clip, tmp_path, capsys):

@@ -268,21 +268,24 @@ def view_command(target, before_after) -> None:
 @_clip_options
 @_target_options
 @click.option("--init-image", type=click.Path(dir_okay=False), help="Start from this picture.")
+@click.option("--prompt-schedule", metavar="A^B^C", help="Story mode: the main prompt becomes A, then B, then C, ... (see --change-every).")
+@click.option("--change-every", type=click.IntRange(min=1), metavar="N", help="Iterations per prompt of --prompt-schedule (default 50).")
 @click.option("--variations", type=click.IntRange(min=1), default=1, show_default=True, help="N runs with consecutive seeds and a contact sheet.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override any config field, e.g. imagine.n_strokes=128.")
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset, config_file, clip_model, clip_pretrained,
-                    clip_checkpoint, device, prompts, image_prompts, negatives, init_image, variations, settings,
-                    overwrite, resume_dir, quiet) -> None:
+                    clip_checkpoint, device, prompts, image_prompts, negatives, init_image, prompt_schedule,
+                    change_every, variations, settings, overwrite, resume_dir, quiet) -> None:
     """Paint a picture that looks like PROMPT (the 2D mode); writes image.png and progress.gif."""
     from .config import dotted_override, load_config, merge_dicts
     from .run import RunFolder, default_run_dir
     from .targets import check_targets, with_prompts
 
     if resume_dir is not None:
-        if prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image or vqgan:
+        if (prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image or vqgan
+                or prompt_schedule or change_every):
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --quiet)")
         from . import imagine as im
 
@@ -295,6 +298,11 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset,
             overrides = merge_dicts(overrides, dotted_override("imagine.generator", generator))
         if vqgan is not None:
             overrides = merge_dicts(overrides, dotted_override("imagine.vqgan", vqgan))
+        if prompt_schedule is not None:
+            overrides = merge_dicts(overrides, dotted_override("imagine.prompt_schedule", prompt_schedule.split("^")))
+            prompt = prompt or prompt_schedule.split("^")[0].strip() or None
+        if change_every is not None:
+            overrides = merge_dicts(overrides, dotted_override("imagine.change_every", change_every))
         cfg = load_config(preset=preset, path=config_file, overrides=overrides)
         if prompt is None and not (cfg.prompts or prompts or image_prompts):
             raise ConfigError("give a PROMPT, e.g. text2mesh imagine \"a watercolor of a lighthouse\"")

@@ -158,6 +158,8 @@ class ImagineConfig:
     cutout_end: list[float] = dataclasses.field(default_factory=lambda: [0.2, 0.6])  # crop sizes at the last step
     init_image: str | None = None  # start from this picture
     gif_frames: int = 24  # frames of progress.gif (and of strokes.gif)
+    prompt_schedule: list[str] = dataclasses.field(default_factory=list)  # story mode: main prompts in turn ("a seed", "a sprout", ...)
+    change_every: int = 50  # iterations per prompt of prompt_schedule (the last one stays)
 
 
 @dataclass

@@ -73,6 +73,8 @@ GENERATORS = ("field", "pixels", "strokes", "vqgan")
 # after 150 steps, the picture varies and the loss still moves).
 DEFAULT_LR = {"field": 3e-5, "pixels": 0.05, "strokes": 0.01, "vqgan": 0.1}
 CANVAS_SEED_OFFSET = 0
+VQGAN_NEEDED = ("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming model.ckpt "
+                "(with its model.yaml), a diffusers VQModel folder or a hub id")
 LOOP_SEED_OFFSET = 1_000_003
 IMAGE = "image.png"
 PROGRESS = "progress.gif"
@@ -164,6 +166,19 @@ def run_targets(cfg: Config) -> list[Target]:
     return build_targets(None, cfg.prompts, cfg.image_prompts, cfg.negatives)
 
 
+def stage_configs(cfg: Config) -> list[Config]:
+    """One config per stage of ``imagine.prompt_schedule`` (its entry in place of the main prompt,
+    the other targets kept), or just ``cfg``."""
+    from .targets import prompt_spec
+
+    stages = []
+    for entry in cfg.imagine.prompt_schedule:
+        stage = copy.deepcopy(cfg)
+        stage.prompts = [prompt_spec(entry.strip()), *cfg.prompts[1:]]
+        stages.append(stage)
+    return stages or [cfg]
+
+
 def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
     """The run's canvas, initialized from ``cfg.optim.seed`` (CPU).
 
@@ -199,8 +214,7 @@ def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
         from .vqgan import vqgan_canvas
 
         if not im.vqgan:
-            raise ConfigError("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming "
-                              "model.ckpt (with its model.yaml), a diffusers VQModel folder or a hub id")
+            raise ConfigError(VQGAN_NEEDED)
         return vqgan_canvas(im.vqgan, working_size(cfg), init=init, generator=generator)
     raise ConfigError(f"unknown generator {im.generator!r}; use one of {', '.join(GENERATORS)}")
 
@@ -224,28 +238,31 @@ class ImagineProblem:
 
     Args:
         canvas: what is optimized (on the run's device).
-        objective: weighted CLIP targets.
+        objective: weighted CLIP targets, or one per stage of a prompt schedule.
         schedule: cutout counts and sizes over the run.
         iters: the run's total iterations (for the cutout schedule and the field's progress).
         size: (H, W) of the picture while optimizing.
         clip_size: (h, w) CLIP's input size.
         scene: draw the texture through the flat grid scene (:class:`CanvasScene`); False
             scores the texture directly (the same picture, up to 0.2% of the local contrast).
+        change_every: iterations per stage when ``objective`` is a list (the last stage stays).
     """
 
     def __init__(
         self,
         canvas: Canvas,
-        objective: Objective,
+        objective: Objective | Sequence[Objective],
         schedule: CutoutSchedule,
         *,
         iters: int,
         size: tuple[int, int],
         clip_size: tuple[int, int],
         scene: bool = True,
+        change_every: int = 50,
     ) -> None:
         self.canvas = canvas
-        self.objective = objective
+        self.objectives = [objective] if isinstance(objective, Objective) else list(objective)
+        self.change_every = change_every
         self.schedule = schedule
         self.iters = iters
         self.size = size
@@ -278,7 +295,11 @@ class ImagineProblem:
         cutouts = make_cutouts(
             image, self.schedule.n, self.clip_size, scales, full=self.schedule.full, generator=generator
         )
-        return self.objective([Term("cutouts", cutouts, 1, reduce="mean")])
+        return self.objective_at(step)([Term("cutouts", cutouts, 1, reduce="mean")])
+
+    def objective_at(self, step: int) -> Objective:
+        """The objective of the prompt schedule's stage at ``step``."""
+        return self.objectives[min(step // max(1, self.change_every), len(self.objectives) - 1)]
 
 
 def _init_tensor(cfg: Config) -> Tensor | None:
@@ -303,16 +324,16 @@ def _optim(cfg: Config) -> OptimConfig:
 
 def _session(cfg: Config, clip, device: torch.device, *, init: Tensor | None) -> _Session:
     canvas = build_canvas(cfg, init=init).to(device)
-    objective = Objective(
-        clip, run_targets(cfg), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch
-    )
+    objectives = [Objective(clip, run_targets(stage), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch)
+                  for stage in stage_configs(cfg)]
     problem = ImagineProblem(
         canvas,
-        objective,
+        objectives,
         cutout_schedule(cfg),
         iters=cfg.optim.iters,
         size=working_size(cfg),
         clip_size=tuple(clip.image_size),
+        change_every=cfg.imagine.change_every,
     )
     generator = torch.Generator().manual_seed(cfg.optim.seed + LOOP_SEED_OFFSET)
     loop = Loop(problem, _optim(cfg), generator=generator)
@@ -442,6 +463,17 @@ def _prepare(
         cfg.imagine.init_image = str(Path(init_image).resolve())
     if cfg.imagine.generator not in GENERATORS:
         raise ConfigError(f"unknown generator {cfg.imagine.generator!r}; use one of {', '.join(GENERATORS)}")
+    if cfg.imagine.generator == "vqgan" and not cfg.imagine.vqgan:
+        raise ConfigError(VQGAN_NEEDED)
+    if cfg.imagine.prompt_schedule:
+        if any(not entry.strip() for entry in cfg.imagine.prompt_schedule):
+            raise ConfigError("a prompt of --prompt-schedule is empty; separate prompts with ^, e.g. \"a seed^a tree\"")
+        if cfg.imagine.change_every < 1:
+            raise ConfigError(f"--change-every must be at least 1, got {cfg.imagine.change_every}")
+        if not cfg.prompts:
+            from .targets import prompt_spec
+
+            cfg.prompts = [prompt_spec(cfg.imagine.prompt_schedule[0].strip())]
     output_size(cfg)
     working_size(cfg)
     cutout_schedule(cfg)
