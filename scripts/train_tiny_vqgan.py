@@ -4,7 +4,9 @@ A diffusers ``VQModel`` (the VQGAN architecture: convolutional encoder and decod
 codebook), small enough to ship and to train in minutes on 2 cores: three levels of 32/64/64
 channels (pictures 4x the latent grid), 512 codes of 16 dimensions. It learns to reconstruct the
 colour-and-pattern pictures of :mod:`text2mesh.guidance.synthetic` (MSE + the codebook's
-commitment loss; no discriminator: a demo model, not an art model), so the ``vqgan`` generator
+commitment loss; no discriminator: a demo model, not an art model; codes unused for
+``--restart-every`` steps are moved onto encoder outputs of the current batch, the usual cure for a
+codebook that collapses onto a few codes), so the ``vqgan`` generator
 works offline with ``text2mesh-tiny``. Deterministic for a given seed and thread count. Saved as
 a diffusers folder (``config.json`` + safetensors) in ``text2mesh/assets/text2mesh-tiny-vqgan``.
 
@@ -42,12 +44,13 @@ CONFIG = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--size", type=int, default=32, help="training picture size (the model is convolutional: it decodes any size)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--restart-every", type=int, default=50, help="steps after which unused codes restart (0: never)")
     parser.add_argument("--out", type=Path, default=None, help="folder to write (default: the shipped model's)")
     return parser.parse_args(argv)
 
@@ -58,6 +61,35 @@ def reconstruction_error(model, n: int, size: int, seed: int) -> float:
     with torch.no_grad():
         out = model(pictures * 2 - 1).sample
     return float(((out + 1) / 2 - pictures).abs().mean())
+
+
+def flat_colour_error(model, size: int = 64) -> float:
+    """Mean absolute error of the reconstructed mean colour of flat pictures of each named colour
+    (what a prompt's colour needs from the decoder)."""
+    from text2mesh.guidance.synthetic import COLOURS
+
+    colours = torch.tensor(list(COLOURS.values()))
+    pictures = colours.view(-1, 3, 1, 1).expand(-1, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        out = ((model(pictures).sample + 1) / 2).clamp(0, 1).mean(dim=(2, 3))
+    return float((out - colours).abs().mean())
+
+
+def encoded(model, pictures: torch.Tensor) -> torch.Tensor:
+    """[N, D] the encoder's latent vectors of a batch (before quantization)."""
+    with torch.no_grad():
+        h = model.quant_conv(model.encoder(pictures))
+    return h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
+
+
+def restart_unused(model, latents: torch.Tensor, used: torch.Tensor, g: torch.Generator) -> int:
+    """Move codes that no latent chose onto random latents of the batch; returns how many moved."""
+    dead = torch.nonzero(~used).flatten()
+    if len(dead):
+        picks = latents[torch.randint(0, len(latents), (len(dead),), generator=g)]
+        with torch.no_grad():
+            model.quantize.embedding.weight[dead] = picks + 0.01 * torch.randn(picks.shape, generator=g)
+    return len(dead)
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -72,9 +104,17 @@ def main(argv: list[str] | None = None) -> float:
     cosine = lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     data = torch.Generator().manual_seed(args.seed)
+    codebook = model.quantize.embedding.weight
+    used = torch.zeros(len(codebook), dtype=torch.bool)
     start = time.time()
     for step in range(args.steps):
         pictures = make_batch(args.batch, args.size, data).images * 2 - 1
+        if args.restart_every:
+            latents = encoded(model, pictures)
+            used[torch.cdist(latents, codebook.detach()).argmin(1)] = True
+            if (step + 1) % args.restart_every == 0 and step < args.steps * 0.8:
+                restart_unused(model, latents, used, data)
+                used[:] = False
         out = model(pictures)
         loss = F.mse_loss(out.sample, pictures) + out.commit_loss.mean()
         optimizer.zero_grad(set_to_none=True)
@@ -90,6 +130,7 @@ def main(argv: list[str] | None = None) -> float:
     size_mb = sum(p.stat().st_size for p in Path(out).iterdir()) / 2**20
     print(f"saved {out} ({size_mb:.1f} MB) after {(time.time() - start) / 60:.1f} min")
     print(f"held-out reconstruction error (mean |pixel|, 0-1): {error:.4f}")
+    print(f"flat colour error (mean |mean colour|, 0-1): {flat_colour_error(model):.4f}")
     return error
 
 

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 import pytest
 import trimesh
 import yaml
+from wait_helpers import wait_for
 
 from text2mesh.cli import main
 from text2mesh.errors import ConfigError
@@ -56,16 +57,6 @@ def three_jobs(ball: Path, iters: int = 3) -> dict:
 
 def records_of(out: Path) -> dict:
     return {r.id: r for r in read_records(out / "jobs.jsonl")}
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def running_job(out: Path, min_step: int):

@@ -9,11 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import trimesh
+from wait_helpers import wait_for
 
 pytest.importorskip("fastapi", reason="the server is an optional dependency (pip install -e '.[serve]')")
 httpx = pytest.importorskip("httpx", reason="the API tests talk HTTP through httpx (in the dev extra)")
@@ -162,16 +162,6 @@ class Server:
             if self.process.poll() is None:
                 os.killpg(self.process.pid, signal.SIGKILL)
         return err
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
