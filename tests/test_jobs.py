@@ -204,6 +204,9 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ball):
     assert record.status == "done" and record.attempt == 2
     assert record.progress["start"] >= 6  # the second attempt continued the first one's checkpoint
     assert_complete(out, iters=24)
+    written = (out / record.run_dir / "loss.csv").stat().st_mtime_ns
+    (again,) = batch(data, out, retries=1)
+    assert again.attempt == 2 and (out / record.run_dir / "loss.csv").stat().st_mtime_ns == written
 
 
 @pytest.mark.slow
