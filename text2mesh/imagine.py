@@ -65,7 +65,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GENERATORS = ("field", "pixels", "strokes", "vqgan")
 # Adam moves every weight of the field by about lr a step, and the noise-initialized colour head
 # (FieldCanvas) turns that into large colour changes: at the stylizer's 5e-4 the picture
 # saturates to a corner of the RGB cube in one step and its tanh leaves no gradient (measured
@@ -179,44 +178,55 @@ def stage_configs(cfg: Config) -> list[Config]:
     return stages or [cfg]
 
 
+def _field_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
+    return FieldCanvas(cfg.field, init=init, generator=generator)
+
+
+def _pixel_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
+    im = cfg.imagine
+    height, width = working_size(cfg)
+    short = min(height, width)
+    if im.pixel_resolution < 1:
+        raise ConfigError(f"imagine.pixel_resolution must be at least 1, got {im.pixel_resolution}")
+    res = min(im.pixel_resolution, short)
+    grid = (max(1, round(height * res / short)), max(1, round(width * res / short)))
+    return PixelCanvas(grid, levels=im.pixel_levels, init=init, generator=generator)
+
+
+def _stroke_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
+    im = cfg.imagine
+    if im.n_strokes < 1:
+        raise ConfigError(f"imagine.n_strokes must be at least 1, got {im.n_strokes}")
+    lo, hi = im.stroke_width
+    return StrokeCanvas(im.n_strokes, width_range=(lo, hi), background=tuple(cfg.render.background), init=init,
+                        generator=generator)
+
+
+def _vqgan_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
+    from .vqgan import vqgan_canvas
+
+    if not cfg.imagine.vqgan:
+        raise ConfigError(VQGAN_NEEDED)
+    return vqgan_canvas(cfg.imagine.vqgan, working_size(cfg), init=init, generator=generator)
+
+
+# The 2D generators by name: a new one is a Canvas subclass and one entry here.
+CANVAS_BUILDERS = {"field": _field_canvas, "pixels": _pixel_canvas, "strokes": _stroke_canvas, "vqgan": _vqgan_canvas}
+GENERATORS = tuple(CANVAS_BUILDERS)
+
+
 def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
     """The run's canvas, initialized from ``cfg.optim.seed`` (CPU).
 
     Args:
-        cfg: ``imagine.generator`` picks the kind; ``field`` / ``imagine`` / ``render`` hold
-            its settings.
+        cfg: ``imagine.generator`` picks the kind (CANVAS_BUILDERS); ``field`` / ``imagine`` /
+            ``render`` hold its settings.
         init: [3, H, W] init image in [0, 1], or None.
     """
-    im = cfg.imagine
-    generator = torch.Generator().manual_seed(cfg.optim.seed + CANVAS_SEED_OFFSET)
-    if im.generator == "field":
-        return FieldCanvas(cfg.field, init=init, generator=generator)
-    if im.generator == "pixels":
-        height, width = working_size(cfg)
-        short = min(height, width)
-        if im.pixel_resolution < 1:
-            raise ConfigError(f"imagine.pixel_resolution must be at least 1, got {im.pixel_resolution}")
-        res = min(im.pixel_resolution, short)
-        grid = (max(1, round(height * res / short)), max(1, round(width * res / short)))
-        return PixelCanvas(grid, levels=im.pixel_levels, init=init, generator=generator)
-    if im.generator == "strokes":
-        if im.n_strokes < 1:
-            raise ConfigError(f"imagine.n_strokes must be at least 1, got {im.n_strokes}")
-        lo, hi = im.stroke_width
-        return StrokeCanvas(
-            im.n_strokes,
-            width_range=(lo, hi),
-            background=tuple(cfg.render.background),
-            init=init,
-            generator=generator,
-        )
-    if im.generator == "vqgan":
-        from .vqgan import vqgan_canvas
-
-        if not im.vqgan:
-            raise ConfigError(VQGAN_NEEDED)
-        return vqgan_canvas(im.vqgan, working_size(cfg), init=init, generator=generator)
-    raise ConfigError(f"unknown generator {im.generator!r}; use one of {', '.join(GENERATORS)}")
+    build = CANVAS_BUILDERS.get(cfg.imagine.generator)
+    if build is None:
+        raise ConfigError(f"unknown generator {cfg.imagine.generator!r}; use one of {', '.join(GENERATORS)}")
+    return build(cfg, init, torch.Generator().manual_seed(cfg.optim.seed + CANVAS_SEED_OFFSET))
 
 
 def cutout_schedule(cfg: Config) -> CutoutSchedule:
