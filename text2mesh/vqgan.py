@@ -144,7 +144,7 @@ def load_vqgan(spec: str, device: str | torch.device = "cpu"):
     """A frozen diffusers VQModel from ``spec`` (see the module docstring)."""
     VQModel = _vq_model_class()
     if spec == TINY_VQGAN:
-        return VQModel.from_pretrained(tiny_vqgan_path()).to(device).eval().requires_grad_(False)
+        return VQModel.from_pretrained(tiny_vqgan_path(), low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
     checkpoint, _, config = spec.partition(":") if spec.count(":") == 1 and ".ckpt:" in spec else (spec, "", "")
     path = Path(checkpoint).expanduser()
     if path.suffix == ".ckpt":
@@ -154,12 +154,12 @@ def load_vqgan(spec: str, device: str | torch.device = "cpu"):
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path} is not a diffusers VQModel folder (no config.json)")
-        return VQModel.from_pretrained(path).to(device).eval().requires_grad_(False)
+        return VQModel.from_pretrained(path, low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
     if path.suffix or "/" not in spec:
         raise ConfigError(f"--vqgan {spec}: give {TINY_VQGAN}, a taming model.ckpt (with its model.yaml), "
                           "a diffusers VQModel folder, or a hub id such as owner/name")
     try:
-        return VQModel.from_pretrained(spec).to(device).eval().requires_grad_(False)
+        return VQModel.from_pretrained(spec, low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
     except Exception as exc:  # noqa: BLE001 - hub, network and file errors all end here
         raise ConfigError(f"cannot load VQGAN {spec} (not cached, and the hub is not reachable or has no such "
                           f"model: {str(exc).splitlines()[0][:120]}); download it on a connected machine, or pass "
