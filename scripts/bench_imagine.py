@@ -9,6 +9,11 @@ flat canvas scene. The CLIP work an iteration cannot avoid (its cutouts of a fix
 through CLIP forward and backward) is timed alternately with the generators' iterations, and
 each generator's time is printed as a ratio to it: what the generator itself adds is the ratio
 minus 1. The vqgan generator uses ``--vqgan`` (default: the shipped tiny model).
+
+Last run (2-core CPU, 2 threads, 224 px, 16 cutouts, medians of 3): with ViT-B-32 (random weights,
+the real model's cost) field 4.10 s = 1.60x the CLIP work, pixels 1.04x, strokes 1.03x, vqgan
+(tiny VQ model) 1.22x; with text2mesh-tiny (48 px, about 20 ms of CLIP work) the generators
+dominate: field 85x, pixels 2.5x, strokes 9.5x, vqgan 15x.
 """
 
 from __future__ import annotations
