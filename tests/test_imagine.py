@@ -21,6 +21,13 @@ needs_tiny = pytest.mark.skipif(
 )
 
 
+needs_tiny_vqgan = pytest.mark.skipif(
+    not (tiny_vqgan_path() / "config.json").is_file(),
+    reason="the trained tiny VQ autoencoder (text2mesh/assets/text2mesh-tiny-vqgan) is not there; "
+           "run scripts/train_tiny_vqgan.py",
+)
+
+
 @pytest.fixture(scope="module")
 def clip():
     return random_vit(0)
@@ -104,13 +111,6 @@ def test_field_at_its_default_rate_leans_to_the_prompt_without_collapsing_to_a_f
                  "optim": {"iters": 80, "seed": 2, "snapshot_every": 0}}
     result = imagine(prompt, load_config(overrides=overrides), clip=tiny)
     assert_leans_without_collapsing(result, channel)
-
-
-needs_tiny_vqgan = pytest.mark.skipif(
-    not (tiny_vqgan_path() / "config.json").is_file(),
-    reason="the trained tiny VQ autoencoder (text2mesh/assets/text2mesh-tiny-vqgan) is not there; "
-           "run scripts/train_tiny_vqgan.py",
-)
 
 
 @needs_tiny
@@ -198,8 +198,11 @@ def test_image_prompt_pulls_the_canvas_toward_its_colours(clip, tmp_path):
     assert blueness(after) > blueness(before) + 0.05, (before, after)
 
 
-def test_vary_strength_zero_reproduces_the_parent_and_more_differs(clip, tmp_path):
-    parent = imagine("a red image", small_config("pixels", iters=4), tmp_path / "parent", clip=clip)
+@pytest.mark.parametrize("generator", ["pixels", pytest.param("vqgan", marks=needs_tiny_vqgan)])
+def test_vary_strength_zero_reproduces_the_parent_and_more_differs(clip, tmp_path, generator):
+    # vqgan: the painter's small random step in latent space from the parent's latents
+    cfg = small_config(generator, iters=4, vqgan="text2mesh-tiny-vqgan")
+    parent = imagine("a red image", cfg, tmp_path / "parent", clip=clip)
     same = vary(parent.run_dir, strength=0.0, n=1, output_dir=tmp_path / "same")
     assert torch.allclose(same[0].image, parent.image, atol=1e-6)
     moved = vary(parent.run_dir, strength=0.5, n=2, output_dir=tmp_path / "moved", iters=2, clip=clip)

@@ -158,6 +158,15 @@ def load_vqgan(spec: str, device: str | torch.device = "cpu"):
     if path.suffix or "/" not in spec:
         raise ConfigError(f"--vqgan {spec}: give {TINY_VQGAN}, a taming model.ckpt (with its model.yaml), "
                           "a diffusers VQModel folder, or a hub id such as owner/name")
+    from .guidance import clip as hub
+
+    if hub.hf_cached_file(spec, "config.json", None) is None:  # not cached: fail fast when it cannot download
+        if hub.env_offline():
+            raise ConfigError(f"VQGAN {spec} is not cached and HF_HUB_OFFLINE is set; download it on a connected "
+                              f"machine, or pass a local folder or {TINY_VQGAN}")
+        if not hub.reachable(hub.HF_HOST):
+            raise ConfigError(f"VQGAN {spec} is not cached and {hub.HF_HOST} cannot be reached; download it on a "
+                              f"connected machine, or pass a local folder or {TINY_VQGAN}")
     try:
         return VQModel.from_pretrained(spec, low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
     except Exception as exc:  # noqa: BLE001 - hub, network and file errors all end here

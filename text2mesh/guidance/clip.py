@@ -175,12 +175,12 @@ class _Weights:
     quick_gelu: bool = False  # the tag was trained with QuickGELU (e.g. OpenAI's weights)
 
 
-def _env_offline() -> bool:
+def env_offline() -> bool:
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def _reachable(host: str, port: int = 443, timeout: float = REACH_TIMEOUT_S) -> bool:
+def reachable(host: str, port: int = 443, timeout: float = REACH_TIMEOUT_S) -> bool:
     """Whether a TCP connection to host:port opens within ``timeout`` seconds (DNS included)."""
     result: list[bool] = []
 
@@ -197,7 +197,7 @@ def _reachable(host: str, port: int = 443, timeout: float = REACH_TIMEOUT_S) -> 
     return bool(result and result[0])
 
 
-def _hf_cached_file(repo_id: str, filename: str, cache_dir: str | None) -> str | None:
+def hf_cached_file(repo_id: str, filename: str, cache_dir: str | None) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
@@ -220,7 +220,7 @@ def _cached_weights(pretrained_cfg: dict, cache_dir: str | None) -> str | None:
         if filename == "open_clip_pytorch_model.bin":
             candidates.insert(0, "open_clip_model.safetensors")
         for candidate in candidates:
-            found = _hf_cached_file(repo_id, candidate, cache_dir)
+            found = hf_cached_file(repo_id, candidate, cache_dir)
             if found:
                 return found
     url = pretrained_cfg.get("url", "")
@@ -271,10 +271,10 @@ def _resolve_weights(name: str, pretrained: str | None, checkpoint: str | os.Pat
     cached = _cached_weights(pretrained_cfg, cache_dir)
     if cached:
         return _Weights(cached, preprocess, quick_gelu)
-    if _env_offline():
+    if env_offline():
         raise ClipError(_offline_message(name, pretrained, "HF_HUB_OFFLINE is set"))
     host = _download_host(pretrained_cfg)
-    if not _reachable(host):
+    if not reachable(host):
         raise ClipError(_offline_message(name, pretrained, f"{host} cannot be reached"))
     return _Weights(None, preprocess, quick_gelu)
 
