@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pytest
 import trimesh
 import yaml
-from wait_helpers import wait_for
+from wait_helpers import start_as_in_a_terminal, wait_for
 
 from text2mesh.cli import main
 from text2mesh.errors import ConfigError
@@ -215,7 +215,7 @@ def test_ctrl_c_stops_the_batch_and_the_same_command_continues(tmp_path, ball):
     path = manifest(tmp_path, data)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "text2mesh", "batch", str(path), "-o", str(out), "--quiet"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = start_as_in_a_terminal(command, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: running_job(out, 4), 120, "a job past iteration 4")
         os.killpg(process.pid, signal.SIGINT)

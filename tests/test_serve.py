@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import trimesh
-from wait_helpers import wait_for
+from wait_helpers import start_as_in_a_terminal, wait_for
 
 pytest.importorskip("fastapi", reason="the server is an optional dependency (pip install -e '.[serve]')")
 httpx = pytest.importorskip("httpx", reason="the API tests talk HTTP through httpx (in the dev extra)")
@@ -142,7 +142,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "text2mesh", "serve", "--port", str(self.port), "--jobs", str(jobs),
                    "--clip-model", "text2mesh-tiny", "--preset", "tiny", *[a for s in FAST for a in ("--set", s)]]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.process = start_as_in_a_terminal(command, stderr=subprocess.PIPE, text=True)
         wait_for(self.ready, 60, "the server to answer")
 
     def ready(self) -> bool:
@@ -177,6 +177,9 @@ def test_a_job_over_http_survives_a_restart(tmp_path):
         data = httpx.get(f"{server.url}/api/jobs/{first_id}/files/{glb}", timeout=30).content
         (mesh,) = trimesh.load(io.BytesIO(data), file_type="glb", process=False).geometry.values()
         assert len(mesh.faces) == 20480 and len(mesh.visual.vertex_attributes["color"]) == len(mesh.vertices)
+        textured = httpx.get(f"{server.url}/api/jobs/{first_id}/textured.glb?size=128", timeout=120)
+        (baked,) = trimesh.load(io.BytesIO(textured.content), file_type="glb", process=False).geometry.values()
+        assert baked.visual.material.baseColorTexture.size == (128, 128) and len(baked.visual.uv) == len(baked.vertices)
         archive = httpx.get(f"{server.url}/api/jobs/{first_id}/archive", timeout=30)
         assert archive.status_code == 200 and archive.content[:2] == b"PK"
         long = httpx.post(f"{server.url}/api/jobs", data={"prompt": "a blue object", "mesh_name": "sphere", "iters": "16"})

@@ -34,6 +34,7 @@ MESH_DIR = CONFIG_DIR.parent / "meshes"
 UPLOADS = "uploads"
 TOKEN_COOKIE = "text2mesh_token"
 MAX_ITERS = 20_000
+TEXTURE_SIZE = 1024  # of the textured GLB download
 
 
 @dataclass
@@ -169,6 +170,19 @@ def _check_mesh(path: Path) -> None:
         raise _fail(400, "not a usable mesh: it has no faces")
 
 
+def textured_glb(run: Path, size: int) -> Path:
+    """``<mesh>_stylized_texture<size>.glb`` in the run folder, baked from the style field if missing
+    (what ``text2mesh export RUN --texture SIZE`` writes)."""
+    from ..api import load_run
+    from ..export.runs import export_run
+
+    result = load_run(run)
+    path = run / f"{Path(result.prepared.source).stem or 'mesh'}_stylized_texture{size}.glb"
+    if not path.is_file():
+        export_run(result, path, fmt="glb", texture=size)
+    return path
+
+
 def _safe_file(service: JobService, record: JobRecord, name: str) -> Path:
     """The file ``name`` inside the job's run folder, or HTTP 400/404 (no way out of the folder)."""
     if not name or name.startswith(("/", "\\")) or ".." in Path(name).parts or "\\" in name or ":" in name:
@@ -296,6 +310,17 @@ def create_app(service: JobService, settings: ServeSettings) -> FastAPI:
                 zf.write(service.store.run_path(record) / name, f"{record.id}/{name}")
         headers = {"Content-Disposition": f'attachment; filename="{record.id}.zip"'}
         return Response(buffer.getvalue(), media_type="application/zip", headers=headers)
+
+    @app.get("/api/jobs/{job_id}/textured.glb")
+    def textured(job_id: str, size: int = TEXTURE_SIZE):
+        """The finished mesh as a GLB with a baked ``size``² UV texture (baked on the first request,
+        then kept in the run folder)."""
+        record = get_record(job_id)
+        if record.spec.kind != "stylize" or record.status != "done":
+            raise _fail(409, f"job {job_id} is {record.status}; a textured GLB needs a finished mesh job")
+        if not 64 <= size <= 4096:
+            raise _fail(400, "size must be between 64 and 4096")
+        return FileResponse(textured_glb(service.store.run_path(record), size))
 
     @app.post("/api/jobs/{job_id}/cancel")
     def cancel(job_id: str) -> dict:

@@ -90,6 +90,13 @@ function showResult(card, job) {
     a.download = name;
     links.append(a);
   }
+  if (job.kind === "stylize") {
+    const textured = document.createElement("a");
+    textured.href = `/api/jobs/${encodeURIComponent(job.id)}/textured.glb`;
+    textured.textContent = "GLB with texture";
+    textured.title = "a 1024² texture baked from the style field (the first download takes a little while)";
+    links.append(textured);
+  }
   const zip = document.createElement("a");
   zip.href = `/api/jobs/${encodeURIComponent(job.id)}/archive`;
   zip.textContent = "run folder (zip)";
