@@ -8,14 +8,13 @@ queued and stops; the same command continues.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, Interrupted
 from .driver import Driver, Report
-from .executors import make_executor, visible_gpus
+from .executors import executor_kwargs, make_executor
 from .gallery import write_gallery
 from .spec import JobSpec, jobs_from_mapping, load_manifest
 from .store import JobRecord, JobStore
@@ -80,12 +79,8 @@ def batch(
     todo = _to_run(store, records)
     write_gallery(store)
     report = Report(len(records), len(records) - len(todo), progress)
-    options = dict(executor_options or {})
-    if executor == "local":
-        gpus = visible_gpus() if workers is None else []
-        options.update(workers=workers or 1, gpus=gpus)
-    elif executor == "ray":
-        options.update(address=ray_address, retries=retries)
+    options = executor_kwargs(executor, workers=workers, ray_address=ray_address, retries=retries,
+                              extra=executor_options)
     try:
         if todo:
             with make_executor(executor, **options) as ex:
@@ -103,9 +98,8 @@ def _run(driver: Driver, todo: list[JobRecord]) -> None:
             driver.submit(record)
         driver.wait()
     except KeyboardInterrupt:
-        driver.outstanding.difference_update(driver.executor.interrupt())
         try:
-            driver.wait(deadline=time.monotonic() + DRAIN_SECONDS)
+            driver.interrupt(DRAIN_SECONDS)
         except KeyboardInterrupt:
             pass
         for job_id in driver.outstanding:

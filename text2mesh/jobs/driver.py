@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from .executors import Event, Executor, Task
@@ -87,8 +88,18 @@ class Driver:
             self.report.finished()
         write_gallery(self.store)
 
-    def wait(self, deadline: float | None = None) -> None:
+    def wait(self, deadline: float | None = None, lock=None) -> None:
+        """Handle events until no job is outstanding (or ``deadline``, a time.monotonic() value);
+        ``lock`` (a context manager) is held while each event changes the store."""
         while self.outstanding and (deadline is None or time.monotonic() < deadline):
             event = self.executor.next_event(timeout=0.5)
             if event is not None:
-                self.handle(event)
+                with lock or contextlib.nullcontext():
+                    self.handle(event)
+
+    def interrupt(self, seconds: float, lock=None) -> None:
+        """Drop the jobs not started, ask the running ones to stop, and wait up to ``seconds`` for
+        them to checkpoint (jobs still outstanding after that are left to the caller)."""
+        with lock or contextlib.nullcontext():
+            self.outstanding.difference_update(self.executor.interrupt())
+        self.wait(deadline=time.monotonic() + seconds, lock=lock)

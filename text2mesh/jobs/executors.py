@@ -360,6 +360,19 @@ def visible_gpus() -> list[str]:
 EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
 
 
+def executor_kwargs(name: str, *, workers: int | None, ray_address: str | None, retries: int,
+                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments of executor ``name`` from the user's flags: local workers (one per
+    visible GPU when ``workers`` is None and there are GPUs, else ``workers`` or 1), or Ray's
+    address and retries; ``extra`` adds executor-specific ones."""
+    options = dict(extra or {})
+    if name == "local":
+        options.update(workers=workers or 1, gpus=visible_gpus() if workers is None else [])
+    elif name == "ray":
+        options.update(address=ray_address, retries=retries)
+    return options
+
+
 def make_executor(name: str, **options: Any) -> Executor:
     """An executor by name (``local`` or ``ray``) with its options."""
     if name not in EXECUTORS:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import copy
 import queue
 import threading
-import time
 from typing import Any
 
 from ..errors import ConfigError
 from ..run import slug
 from .driver import Driver
-from .executors import make_executor, visible_gpus
+from .executors import executor_kwargs, make_executor
 from .gallery import write_gallery
 from .spec import JobSpec
 from .store import JobRecord, JobStore
@@ -35,11 +34,8 @@ class JobService:
         self._commands: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        options = dict(executor_options or {})
-        if executor == "local":
-            options.update(workers=workers or 1, gpus=visible_gpus() if workers is None else [])
-        else:
-            options.update(address=ray_address, retries=retries)
+        options = executor_kwargs(executor, workers=workers, ray_address=ray_address, retries=retries,
+                                  extra=executor_options)
         self._executor_name, self._options, self._retries = executor, options, retries
         self.driver: Driver | None = None
 
@@ -117,14 +113,6 @@ class JobService:
             return
         self._stop.set()
         self._thread.join()
-        driver = self.driver
-        with self.lock:
-            driver.outstanding.difference_update(driver.executor.interrupt())
-        deadline = time.monotonic() + timeout
-        while driver.outstanding and time.monotonic() < deadline:
-            event = driver.executor.next_event(timeout=0.5)
-            if event is not None:
-                with self.lock:
-                    driver.handle(event)
-        driver.executor.close()
+        self.driver.interrupt(timeout, lock=self.lock)
+        self.driver.executor.close()
         self._thread = None
