@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
 from . import __version__
 from .errors import ConfigError, Interrupted, Text2MeshError
@@ -22,7 +21,7 @@ def cli() -> None:
 
 def _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings) -> dict:
     """Flag values -> a partial config dict (only the flags that were given)."""
-    from .config import dotted_override, merge_dicts
+    from .config import dotted_override, merge_dicts, parse_setting
 
     flags = {
         "optim.iters": iters,
@@ -34,10 +33,7 @@ def _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint
     }
     out: dict = {}
     for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. render.resolution=128), got {item!r}")
-        out = merge_dicts(out, dotted_override(key.strip(), yaml.safe_load(value)))
+        out = merge_dicts(out, dotted_override(*parse_setting(item)))
     for key, value in flags.items():
         if value is not None:
             out = merge_dicts(out, dotted_override(key, value))

@@ -367,6 +367,15 @@ def save_config(config: Config, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def parse_setting(item: str, where: str = "--set") -> tuple[str, Any]:
+    """``"optim.iters=60"`` -> ``("optim.iters", 60)`` (the value read as YAML); ConfigError in one
+    line naming ``where`` otherwise."""
+    key, sep, value = str(item).partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{where} expects KEY=VALUE (e.g. optim.iters=60), got {item!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
 def dotted_override(key: str, value: Any) -> dict:
     """``("optim.iters", 5)`` -> ``{"optim": {"iters": 5}}``."""
     out: dict = {}

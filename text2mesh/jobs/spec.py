@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ..config import Config, dotted_override, load_config, merge_dicts
+from ..config import Config, dotted_override, load_config, merge_dicts, parse_setting
 from ..errors import ConfigError, Text2MeshError
 from ..run import slug
 
@@ -114,13 +114,7 @@ def _set_items(value: Any, where: str) -> tuple[tuple[str, Any], ...]:
     if value is None:
         return ()
     if isinstance(value, (list, tuple)):
-        items = []
-        for item in value:
-            key, sep, text = str(item).partition("=")
-            if not sep or not key.strip():
-                raise _fail(f"{where} field set", f"expected KEY=VALUE, got {item!r}")
-            items.append((key.strip(), yaml.safe_load(text)))
-        return tuple(items)
+        return tuple(parse_setting(item, f"{where} field set") for item in value)
     return tuple(_as_mapping(value, f"{where} field set").items())
 
 

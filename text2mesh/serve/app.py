@@ -22,7 +22,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ..config import CONFIG_DIR
+from ..config import CONFIG_DIR, parse_setting
 from ..errors import ConfigError, Text2MeshError
 from ..jobs.service import JobService
 from ..jobs.spec import JobSpec
@@ -90,9 +90,7 @@ def job_json(service: JobService, record: JobRecord) -> dict[str, Any]:
 
 
 def _settings_dict(text: str | None) -> dict[str, Any]:
-    """``set`` as JSON ({"optim.iters": 60}) or KEY=VALUE;KEY=VALUE."""
-    import yaml
-
+    """``set`` as JSON ({"optim.iters": 60}) or KEY=VALUE;KEY=VALUE (a bad one: ConfigError, answered 400)."""
     if not text or not text.strip():
         return {}
     if text.strip().startswith("{"):
@@ -103,14 +101,7 @@ def _settings_dict(text: str | None) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise _fail(400, "set: expected a JSON object of dotted fields")
         return value
-    out = {}
-    for item in text.split(";"):
-        key, sep, raw = item.partition("=")
-        if item.strip() and (not sep or not key.strip()):
-            raise _fail(400, f"set: expected KEY=VALUE, got {item.strip()!r}")
-        if item.strip():
-            out[key.strip()] = yaml.safe_load(raw)
-    return out
+    return dict(parse_setting(item.strip(), "set") for item in text.split(";") if item.strip())
 
 
 def make_spec(settings: ServeSettings, *, prompt: str, mesh: str | None, preset: str | None = None,
@@ -261,11 +252,15 @@ def create_app(service: JobService, settings: ServeSettings) -> FastAPI:
             path = str(found)
         else:
             raise _fail(400, "give a mesh upload, a mesh_name of a shipped mesh, or image=true")
-        probe = "placeholder.obj" if has_upload and not image else path
-        make_spec(settings, prompt=prompt, mesh=probe, preset=preset, seed=seed, iters=iters, overrides=overrides)
         if has_upload and not image:
             path = str(await _save_upload(mesh, uploads, limit))
-        spec = make_spec(settings, prompt=prompt, mesh=path, preset=preset, seed=seed, iters=iters, overrides=overrides)
+        try:
+            spec = make_spec(settings, prompt=prompt, mesh=path, preset=preset, seed=seed, iters=iters,
+                             overrides=overrides)
+        except HTTPException:
+            if has_upload and not image:
+                Path(path).unlink()  # nothing is kept of a refused request
+            raise
         return {"id": service.submit(spec).id}
 
     @app.post("/api/command")
@@ -332,12 +327,4 @@ def create_app(service: JobService, settings: ServeSettings) -> FastAPI:
 
 def serve_defaults(settings: tuple[str, ...]) -> dict[str, Any]:
     """``--set KEY=VALUE`` flags as a dotted dict (validated by the first job's config)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. optim.iters=60), got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    return dict(parse_setting(item) for item in settings)
