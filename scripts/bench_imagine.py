@@ -85,19 +85,12 @@ def main() -> None:
 
 def clip_only(problem, size: int, step: int, device: torch.device) -> float:
     """Seconds of one iteration's cutouts of a fixed picture through CLIP forward and backward."""
-    from text2mesh.cutouts import make_cutouts
-    from text2mesh.guidance.objective import Term
-
     picture = torch.rand(1, 3, size, size, device=device, requires_grad=True)
     start = time.perf_counter()
-    progress = min(1.0, step / max(1, problem.iters - 1))
-    cutouts = make_cutouts(picture, problem.schedule.n, problem.clip_size, problem.schedule.scales(progress),
-                           full=problem.schedule.full, generator=torch.Generator().manual_seed(step))
-    loss, _ = problem.objective_at(step)([Term("cutouts", cutouts, 1, reduce="mean")])
+    loss, _ = problem.score(picture, step, torch.Generator().manual_seed(step))
     loss.backward()
     sync(device)
     return time.perf_counter() - start
-
 
 if __name__ == "__main__":
     main()

@@ -295,8 +295,9 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset,
         if vqgan is not None:
             overrides = merge_dicts(overrides, dotted_override("imagine.vqgan", vqgan))
         if prompt_schedule is not None:
-            overrides = merge_dicts(overrides, dotted_override("imagine.prompt_schedule", prompt_schedule.split("^")))
-            prompt = prompt or prompt_schedule.split("^")[0].strip() or None
+            stages = prompt_schedule.split("^")
+            overrides = merge_dicts(overrides, dotted_override("imagine.prompt_schedule", stages))
+            prompt = prompt or stages[0].strip() or None
         if change_every is not None:
             overrides = merge_dicts(overrides, dotted_override("imagine.change_every", change_every))
         cfg = load_config(preset=preset, path=config_file, overrides=overrides)

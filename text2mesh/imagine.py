@@ -298,10 +298,17 @@ class ImagineProblem:
             return texture[None]
         return self.scene.render(texture)
 
+    def progress(self, step: int) -> float:
+        """Share of the run done at ``step`` (0 to 1)."""
+        return min(1.0, step / max(1, self.iters - 1))
+
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        progress = min(1.0, step / max(1, self.iters - 1))
-        image = self.picture(progress)
-        scales = self.schedule.scales(progress)
+        return self.score(self.picture(self.progress(step)), step, generator)
+
+    def score(self, image: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """The CLIP loss of ``image`` ([1, 3, H, W]) at ``step``: its cutouts of the step's sizes
+        against the step's objective."""
+        scales = self.schedule.scales(self.progress(step))
         cutouts = make_cutouts(
             image, self.schedule.n, self.clip_size, scales, full=self.schedule.full, generator=generator
         )

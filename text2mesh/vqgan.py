@@ -128,15 +128,15 @@ def load_taming(checkpoint: Path, config: Path, device: str | torch.device = "cp
         raise ConfigError(f"cannot read VQGAN checkpoint {checkpoint}: {str(exc).splitlines()[0][:200]}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     mapped = taming_state_dict(state, len(model.config.block_out_channels))
-    missing, unexpected = model.load_state_dict(mapped, strict=False)
+    try:  # one load: wrong shapes raise, missing and unexpected names are returned
+        missing, unexpected = model.load_state_dict(mapped, strict=False)
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise ConfigError(f"{checkpoint} does not match {config}: {lines[min(1, len(lines) - 1)].strip()}") from None
     if missing or unexpected:
         first = (missing or unexpected)[0]
         raise ConfigError(f"{checkpoint} does not match {config} ({len(missing)} weights missing, "
                           f"{len(unexpected)} unexpected, e.g. {first}); give the yaml that came with the checkpoint")
-    try:
-        model.load_state_dict(mapped, strict=True)
-    except RuntimeError as exc:
-        raise ConfigError(f"{checkpoint} does not match {config}: {str(exc).splitlines()[1].strip()}") from None
     return model.to(device).eval().requires_grad_(False)
 
 

@@ -48,7 +48,7 @@ def _card(store: JobStore, record: JobRecord) -> str:
     spec = record.spec
     preview = _preview(run) if record.status == "done" else None
     image = f'<a href="{_link(record, preview)}"><img src="{_link(record, preview)}" alt="{html.escape(spec.prompt)}"></a>' if preview else ""
-    files = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) if run.is_dir() else []
+    files = store.files(record)
     shown = [f for f in files if "/" not in f or f in PREVIEWS]
     links = " · ".join(f'<a href="{_link(record, f)}">{html.escape(f)}</a>' for f in shown)
     mesh = Path(spec.mesh).name if spec.mesh else "picture"

@@ -98,6 +98,13 @@ class JobStore:
     def run_path(self, record: JobRecord) -> Path:
         return self.root / record.run_dir
 
+    def files(self, record: JobRecord) -> list[str]:
+        """The job's run-folder files (relative, sorted), without files still being written."""
+        run = self.run_path(record)
+        if not run.is_dir():
+            return []
+        return sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
+
     def update(self, job_id: str, **changes: Any) -> JobRecord:
         record = self.records[job_id]
         for key, value in changes.items():

@@ -57,16 +57,9 @@ def _fail(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message)
 
 
-def _files(service: JobService, record: JobRecord) -> list[str]:
-    run = service.store.run_path(record)
-    if not run.is_dir():
-        return []
-    return sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
-
-
 def job_json(service: JobService, record: JobRecord) -> dict[str, Any]:
     """A job as the API shows it."""
-    files = _files(service, record)
+    files = service.store.files(record)
     progress_pictures = [f for f in files if f.startswith("renders/progress_")]
     spec = record.spec
     return {
@@ -301,7 +294,7 @@ def create_app(service: JobService, settings: ServeSettings) -> FastAPI:
         record = get_record(job_id)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name in _files(service, record):
+            for name in service.store.files(record):
                 zf.write(service.store.run_path(record) / name, f"{record.id}/{name}")
         headers = {"Content-Disposition": f'attachment; filename="{record.id}.zip"'}
         return Response(buffer.getvalue(), media_type="application/zip", headers=headers)
