@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from text2mesh.generators.vqgan import tiny_vqgan_path
 from text2mesh.guidance.synthetic import make_batch
-from text2mesh.vqgan import tiny_vqgan_path
 
 CONFIG = {
     "in_channels": 3,

@@ -1,17 +1,17 @@
-"""Canvases: what they draw, init images, perturbation, and the flat grid scene."""
+"""Canvases: the generators' interface, what they draw, init images, perturbation, and the flat grid scene."""
+
+import typing
 
 import pytest
 import torch
 
-from text2mesh.canvas import (
-    FieldCanvas,
-    PixelCanvas,
-    StrokeCanvas,
-    canvas_scene,
-    plane_points,
-    resize_image,
-)
-from text2mesh.config import FieldConfig
+from text2mesh.config import FieldConfig, ImagineConfig
+from text2mesh.generators import GENERATORS, generator_module
+from text2mesh.generators.base import Canvas, plane_points, resize_image
+from text2mesh.generators.field import FieldCanvas
+from text2mesh.generators.pixels import PixelCanvas
+from text2mesh.generators.scene import canvas_scene
+from text2mesh.generators.strokes import StrokeCanvas
 from text2mesh.render import Renderer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,6 +37,16 @@ def make(kind, init=None, seed=0):
     if kind == "pixels":
         return PixelCanvas((6, 8), init=init, generator=gen(seed))
     return StrokeCanvas(12, init=init, generator=gen(seed))
+
+
+def test_each_registered_generator_is_one_module_with_the_interface():
+    """A Canvas subclass of the generator's kind, build() and LR; the config takes exactly the registry's names."""
+    for name in GENERATORS:
+        module = generator_module(name)
+        canvases = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Canvas) and v is not Canvas]
+        assert [c.kind for c in canvases] == [name]
+        assert callable(module.build) and module.LR > 0
+    assert typing.get_args(typing.get_type_hints(ImagineConfig)["generator"]) == GENERATORS
 
 
 @pytest.mark.parametrize("kind", ["field", "pixels", "strokes"])

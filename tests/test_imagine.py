@@ -8,9 +8,10 @@ from PIL import Image
 
 from text2mesh.cli import main
 from text2mesh.config import load_config
+from text2mesh.generators import build_canvas
+from text2mesh.generators.vqgan import tiny_vqgan_path
 from text2mesh.guidance.clip import tiny_checkpoint_path
-from text2mesh.imagine import build_canvas, imagine, load_image_run, vary
-from text2mesh.vqgan import tiny_vqgan_path
+from text2mesh.imagine import imagine, load_image_run, vary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from text2mesh.strokes import (
+from text2mesh.generators.brush import (
     Strokes,
     bezier_points,
     composite_over,

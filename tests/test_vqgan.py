@@ -12,7 +12,7 @@ pytest.importorskip("diffusers", reason="the vqgan generator uses diffusers' VQM
 from diffusers import VQModel
 
 from text2mesh.errors import ConfigError
-from text2mesh.vqgan import VQGANCanvas, load_vqgan, taming_key
+from text2mesh.generators.vqgan import VQGANCanvas, load_vqgan, taming_key
 
 DDCONFIG = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
             "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [8], "dropout": 0.0}

@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .errors import ConfigError, Interrupted, Text2MeshError
+from .generators import GENERATORS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -256,7 +257,7 @@ def view_command(target, before_after) -> None:
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Run folder (default: runs/imagine-<prompt>-<time>).")
 @click.option("--iters", type=click.IntRange(min=1), help="Iterations (optim.iters).")
 @click.option("--size", type=(int, int), metavar="W H", help="Picture width and height in pixels (default 512 512).")
-@click.option("--generator", type=click.Choice(["field", "pixels", "strokes", "vqgan"]), help="What paints the picture (default field).")
+@click.option("--generator", type=click.Choice(GENERATORS), help="What paints the picture (default field).")
 @click.option("--vqgan", metavar="MODEL", help="For --generator vqgan: text2mesh-tiny-vqgan, a taming model.ckpt (+ its .yaml), a diffusers VQModel folder or hub id.")
 @click.option("--seed", type=int, help="Random seed (optim.seed); with --variations N, seeds SEED..SEED+N-1.")
 @click.option("--preset", help="A preset in configs/.")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .generators import GENERATORS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -144,7 +145,7 @@ class OutputConfig:
 class ImagineConfig:
     """The 2D mode (``imagine``): which canvas, how large, and the cutouts CLIP sees."""
 
-    generator: Literal["field", "pixels", "strokes", "vqgan"] = "field"  # what parametrizes the picture
+    generator: Literal[GENERATORS] = "field"  # what parametrizes the picture (text2mesh.generators.REGISTRY)
     vqgan: str | None = None  # vqgan: text2mesh-tiny-vqgan, a taming model.ckpt (+ .yaml), a diffusers VQModel folder or hub id
     size: list[int] = dataclasses.field(default_factory=lambda: [512, 512])  # output width, height
     render_size: int = 224  # shorter side of the picture while optimizing (<= the output's)

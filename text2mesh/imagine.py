@@ -1,7 +1,7 @@
 """The 2D mode: ``imagine`` a picture from text, explore ``variations`` and ``vary`` a result.
 
 The same machine as ``stylize``, reduced to one view of a flat canvas: per iteration the
-canvas (:mod:`text2mesh.canvas`) draws its texture, the flat grid scene renders it unlit
+canvas (:mod:`text2mesh.generators`) draws its texture, the flat grid scene renders it unlit
 through the shared renderer, CLIP sees random cutouts (:mod:`text2mesh.cutouts`) and the
 shared :class:`~text2mesh.guidance.objective.Objective` scores them against the weighted
 targets; the shared :class:`~text2mesh.optimize.Loop` does the rest (progress bar, checkpoints,
@@ -34,18 +34,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .canvas import (
-    Canvas,
-    CanvasScene,
-    FieldCanvas,
-    PixelCanvas,
-    StrokeCanvas,
-    canvas_scene,
-    resize_image,
-)
-from .config import MAX_IMAGE_SIDE, Config, OptimConfig, load_config, save_config
+from .config import Config, OptimConfig, load_config, save_config
 from .cutouts import CutoutSchedule, make_cutouts
 from .errors import ConfigError, ImageError, Interrupted, RunFolderError
+from .generators import build_canvas, check_generator, generator_module
+from .generators.base import Canvas, output_size, resize_image, working_size
+from .generators.scene import CanvasScene, canvas_scene
+from .generators.strokes import StrokeCanvas
 from .guidance.objective import Objective, Term
 from .optimize import Callback, Every, Loop, ProgressBar
 from .run import RunFolder, read_losses
@@ -54,7 +49,6 @@ from .targets import Target, build_targets, split_weight
 __all__ = [
     "ImageResult",
     "ImagineProblem",
-    "build_canvas",
     "contact_sheet",
     "imagine",
     "imagine_variations",
@@ -65,15 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Adam moves every weight of the field by about lr a step, and the noise-initialized colour head
-# (FieldCanvas) turns that into large colour changes: at the stylizer's 5e-4 the picture
-# saturates to a corner of the RGB cube in one step and its tanh leaves no gradient (measured
-# with the tiny CLIP, "a red image", 128x128: magenta from step 1; at 3e-5 red leads by 0.66
-# after 150 steps, the picture varies and the loss still moves).
-DEFAULT_LR = {"field": 3e-5, "pixels": 0.05, "strokes": 0.01, "vqgan": 0.1}
-CANVAS_SEED_OFFSET = 0
-VQGAN_NEEDED = ("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming model.ckpt "
-                "(with its model.yaml), a diffusers VQModel folder or a hub id")
 LOOP_SEED_OFFSET = 1_000_003
 IMAGE = "image.png"
 PROGRESS = "progress.gif"
@@ -103,25 +88,6 @@ class ImageResult:
     losses: list[float]
     run_dir: Path | None = None
     files: list[Path] = dataclasses.field(default_factory=list)
-
-
-def output_size(cfg: Config) -> tuple[int, int]:
-    """(H, W) of the final picture from ``imagine.size`` = [width, height]; ConfigError if bad."""
-    size = list(cfg.imagine.size)
-    if len(size) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_IMAGE_SIDE for v in size):
-        raise ConfigError(f"--size needs two whole numbers WIDTH HEIGHT between 1 and {MAX_IMAGE_SIDE}, got {size}")
-    width, height = size
-    return height, width
-
-
-def working_size(cfg: Config) -> tuple[int, int]:
-    """(H, W) of the picture while optimizing: the output size, shrunk so its shorter side is at
-    most ``imagine.render_size`` (same aspect ratio)."""
-    height, width = output_size(cfg)
-    if cfg.imagine.render_size < 8:
-        raise ConfigError(f"imagine.render_size must be at least 8, got {cfg.imagine.render_size}")
-    scale = min(1.0, cfg.imagine.render_size / min(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def load_picture(path: str | Path, what: str = "init image") -> Tensor:
@@ -176,57 +142,6 @@ def stage_configs(cfg: Config) -> list[Config]:
         stage.prompts = [prompt_spec(entry.strip()), *cfg.prompts[1:]]
         stages.append(stage)
     return stages or [cfg]
-
-
-def _field_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
-    return FieldCanvas(cfg.field, init=init, generator=generator)
-
-
-def _pixel_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
-    im = cfg.imagine
-    height, width = working_size(cfg)
-    short = min(height, width)
-    if im.pixel_resolution < 1:
-        raise ConfigError(f"imagine.pixel_resolution must be at least 1, got {im.pixel_resolution}")
-    res = min(im.pixel_resolution, short)
-    grid = (max(1, round(height * res / short)), max(1, round(width * res / short)))
-    return PixelCanvas(grid, levels=im.pixel_levels, init=init, generator=generator)
-
-
-def _stroke_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
-    im = cfg.imagine
-    if im.n_strokes < 1:
-        raise ConfigError(f"imagine.n_strokes must be at least 1, got {im.n_strokes}")
-    lo, hi = im.stroke_width
-    return StrokeCanvas(im.n_strokes, width_range=(lo, hi), background=tuple(cfg.render.background), init=init,
-                        generator=generator)
-
-
-def _vqgan_canvas(cfg: Config, init: Tensor | None, generator: torch.Generator) -> Canvas:
-    from .vqgan import vqgan_canvas
-
-    if not cfg.imagine.vqgan:
-        raise ConfigError(VQGAN_NEEDED)
-    return vqgan_canvas(cfg.imagine.vqgan, working_size(cfg), init=init, generator=generator)
-
-
-# The 2D generators by name: a new one is a Canvas subclass and one entry here.
-CANVAS_BUILDERS = {"field": _field_canvas, "pixels": _pixel_canvas, "strokes": _stroke_canvas, "vqgan": _vqgan_canvas}
-GENERATORS = tuple(CANVAS_BUILDERS)
-
-
-def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
-    """The run's canvas, initialized from ``cfg.optim.seed`` (CPU).
-
-    Args:
-        cfg: ``imagine.generator`` picks the kind (CANVAS_BUILDERS); ``field`` / ``imagine`` /
-            ``render`` hold its settings.
-        init: [3, H, W] init image in [0, 1], or None.
-    """
-    build = CANVAS_BUILDERS.get(cfg.imagine.generator)
-    if build is None:
-        raise ConfigError(f"unknown generator {cfg.imagine.generator!r}; use one of {', '.join(GENERATORS)}")
-    return build(cfg, init, torch.Generator().manual_seed(cfg.optim.seed + CANVAS_SEED_OFFSET))
 
 
 def cutout_schedule(cfg: Config) -> CutoutSchedule:
@@ -335,7 +250,7 @@ class _Session:
 
 
 def _optim(cfg: Config) -> OptimConfig:
-    lr = cfg.imagine.lr if cfg.imagine.lr is not None else DEFAULT_LR.get(cfg.imagine.generator, cfg.optim.lr)
+    lr = cfg.imagine.lr if cfg.imagine.lr is not None else generator_module(cfg.imagine.generator).LR
     return dataclasses.replace(cfg.optim, lr=lr)
 
 
@@ -478,10 +393,7 @@ def _prepare(
     cfg = with_prompts(config if config is not None else load_config(), prompt, prompts, image_prompts, negatives)
     if init_image is not None:
         cfg.imagine.init_image = str(Path(init_image).resolve())
-    if cfg.imagine.generator not in GENERATORS:
-        raise ConfigError(f"unknown generator {cfg.imagine.generator!r}; use one of {', '.join(GENERATORS)}")
-    if cfg.imagine.generator == "vqgan" and not cfg.imagine.vqgan:
-        raise ConfigError(VQGAN_NEEDED)
+    check_generator(cfg)
     if cfg.imagine.prompt_schedule:
         if any(not entry.strip() for entry in cfg.imagine.prompt_schedule):
             raise ConfigError("a prompt of --prompt-schedule is empty; separate prompts with ^, e.g. \"a seed^a tree\"")

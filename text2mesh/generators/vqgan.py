@@ -1,5 +1,6 @@
-"""VQGAN models for the ``vqgan`` generator: loading, and taming-transformers checkpoints mapped
-onto diffusers' ``VQModel`` (the same architecture; no network is written here).
+"""The ``vqgan`` generator: a picture decoded by a VQGAN from a grid of latent codes; its models
+loaded, and taming-transformers checkpoints mapped onto diffusers' ``VQModel`` (the same
+architecture; no network is written here). diffusers is imported only when a model loads.
 
 Where a model comes from (:func:`load_vqgan`):
 
@@ -15,16 +16,37 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from .canvas import Canvas, resize_image
-from .errors import ConfigError
+from ..errors import ConfigError
+from .base import Canvas, resize_image, working_size
 
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = [
+    "LR",
+    "TINY_VQGAN",
+    "VQGANCanvas",
+    "build",
+    "check",
+    "load_taming",
+    "load_vqgan",
+    "taming_key",
+    "taming_state_dict",
+    "taming_to_diffusers_config",
+    "tiny_vqgan_path",
+    "vqgan_canvas",
+]
+
+LR = 0.1
 TINY_VQGAN = "text2mesh-tiny-vqgan"
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+VQGAN_NEEDED = ("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming model.ckpt "
+                "(with its model.yaml), a diffusers VQModel folder or a hub id")
 
 
 def tiny_vqgan_path() -> Path:
@@ -158,7 +180,7 @@ def load_vqgan(spec: str, device: str | torch.device = "cpu"):
     if path.suffix or "/" not in spec:
         raise ConfigError(f"--vqgan {spec}: give {TINY_VQGAN}, a taming model.ckpt (with its model.yaml), "
                           "a diffusers VQModel folder, or a hub id such as owner/name")
-    from .guidance import clip as hub
+    from ..guidance import clip as hub
 
     if hub.hf_cached_file(spec, "config.json", None) is None:  # not cached: fail fast when it cannot download
         if hub.env_offline():
@@ -245,3 +267,15 @@ def vqgan_canvas(spec: str, size: tuple[int, int], *, init: Tensor | None = None
     scale = 2 ** (len(model.config.block_out_channels) - 1)
     grid = (max(1, round(size[0] / scale)), max(1, round(size[1] / scale)))
     return VQGANCanvas(model, grid, init=init, generator=generator)
+
+
+def check(cfg: Config) -> None:
+    """ConfigError unless ``imagine.vqgan`` names a model (checked before CLIP loads)."""
+    if not cfg.imagine.vqgan:
+        raise ConfigError(VQGAN_NEEDED)
+
+
+def build(cfg: Config, init: Tensor | None, generator: torch.Generator) -> VQGANCanvas:
+    """The run's VQGAN canvas: ``imagine.vqgan``'s model, its latent grid covering the working size."""
+    check(cfg)
+    return vqgan_canvas(cfg.imagine.vqgan, working_size(cfg), init=init, generator=generator)

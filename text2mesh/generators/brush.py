@@ -1,4 +1,4 @@
-"""An analytic differentiable stroke rasterizer: brush strokes as cubic Bezier curves.
+"""The strokes generator's brush: an analytic differentiable stroke rasterizer, strokes as cubic Bezier curves.
 
 A stroke is a cubic Bezier curve (4 control points) drawn with a round brush of some width,
 colour and opacity. Coverage of a pixel is a sigmoid of (half width - distance to the curve),

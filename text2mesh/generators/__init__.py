@@ -1,0 +1,77 @@
+"""The 2D generators: what paints the picture of ``text2mesh imagine``, one module each.
+
+A generator module holds:
+
+- a :class:`~text2mesh.generators.base.Canvas` subclass: an ``nn.Module`` whose
+  ``parameters()`` the optimization loop moves, whose ``texture((H, W), progress)`` draws the
+  picture ([3, H, W] in [0, 1], differentiable) and whose ``state_dict()`` (the parameters and
+  the ``init`` image buffer) is what a checkpoint holds;
+- ``build(cfg, init, generator) -> Canvas``: the run's canvas from its config (``init``: a
+  [3, H, W] init image in [0, 1] or None; ``generator``: the CPU random source of its starting
+  parameters), raising ConfigError for bad settings;
+- ``LR``: its Adam learning rate when ``imagine.lr`` is not set;
+- optionally ``check(cfg)``: cheap checks of its settings, made before CLIP loads.
+
+To add a generator: write one module here with a Canvas subclass, ``LR`` and
+``build(cfg, init, generator)``, and add one entry to :data:`REGISTRY`.
+
+The generators: :mod:`~text2mesh.generators.field` (the style field over the picture plane),
+:mod:`~text2mesh.generators.pixels` (a colour-grid pyramid, bicubically upsampled),
+:mod:`~text2mesh.generators.strokes` (brush strokes drawn by
+:mod:`~text2mesh.generators.brush`) and :mod:`~text2mesh.generators.vqgan` (a VQGAN's decoded
+latent codes). :mod:`~text2mesh.generators.scene` holds the flat grid scene ``imagine``
+renders a canvas through.
+
+A module is imported when its generator is first used, so this package loads without torch
+(the command line lists :data:`GENERATORS` in its help) and diffusers loads only for vqgan.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..config import Config
+    from .base import Canvas
+
+__all__ = ["CANVAS_SEED_OFFSET", "GENERATORS", "REGISTRY", "build_canvas", "check_generator", "generator_module"]
+
+# The generators by name: the module (in this package) holding each one's Canvas and build().
+REGISTRY = {"field": "field", "pixels": "pixels", "strokes": "strokes", "vqgan": "vqgan"}
+GENERATORS = tuple(REGISTRY)
+CANVAS_SEED_OFFSET = 0
+
+
+def generator_module(name: str) -> ModuleType:
+    """The module of generator ``name`` (imported on first use); ConfigError for an unknown name."""
+    module = REGISTRY.get(name)
+    if module is None:
+        raise ConfigError(f"unknown generator {name!r}; use one of {', '.join(GENERATORS)}")
+    return importlib.import_module(f".{module}", __name__)
+
+
+def check_generator(cfg: Config) -> None:
+    """ConfigError for an unknown ``imagine.generator`` or settings its ``check`` refuses."""
+    check = getattr(generator_module(cfg.imagine.generator), "check", None)
+    if check is not None:
+        check(cfg)
+
+
+def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
+    """The run's canvas, initialized from ``cfg.optim.seed`` (CPU).
+
+    Args:
+        cfg: ``imagine.generator`` picks the generator (:data:`REGISTRY`); ``field`` /
+            ``imagine`` / ``render`` hold its settings.
+        init: [3, H, W] init image in [0, 1], or None.
+    """
+    import torch
+
+    build = generator_module(cfg.imagine.generator).build
+    return build(cfg, init, torch.Generator().manual_seed(cfg.optim.seed + CANVAS_SEED_OFFSET))
