@@ -25,7 +25,7 @@ import time
 import torch
 
 from text2mesh.config import load_config
-from text2mesh.imagine import _prepare, _session
+from text2mesh.imaging import _prepare, _session
 
 
 def parse_args() -> argparse.Namespace:

@@ -48,7 +48,7 @@ def strokes_gif_vs_run(threads: int) -> float:
 
     from text2mesh.config import load_config
     from text2mesh.export.pictures import save_gif
-    from text2mesh.imagine import imagine, stroke_frames
+    from text2mesh.imaging import imagine, stroke_frames
 
     torch.set_num_threads(threads)
     overrides = {"guidance": {"clip_model": "text2mesh-tiny"}, "optim": {"iters": 120, "device": "cpu"},

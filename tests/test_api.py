@@ -115,3 +115,19 @@ def test_cuda_run_is_reproducible(mesh_path):
     a = text2mesh.stylize(mesh_path, "stripes", cfg, clip=clip)
     b = text2mesh.stylize(mesh_path, "stripes", cfg, clip=clip)
     assert a.losses == pytest.approx(b.losses, abs=1e-5) and (a.colors - 0.5).abs().max() > 1e-3
+
+
+def test_top_level_names_stay_the_api_after_every_module_has_loaded():
+    """`text2mesh.imagine(...)` is a function however often it is called and whatever was imported
+    before: no submodule of the package may share a top-level API name (importing a submodule
+    binds its name on the package)."""
+    import importlib
+    import pkgutil
+    import types
+
+    for module in pkgutil.iter_modules(text2mesh.__path__):
+        if not module.name.startswith("_"):  # __main__ runs the CLI
+            importlib.import_module(f"text2mesh.{module.name}")
+    for name in text2mesh.__all__:
+        assert not isinstance(getattr(text2mesh, name), types.ModuleType), name
+    assert callable(text2mesh.imagine) and callable(text2mesh.imagine)

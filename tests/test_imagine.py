@@ -11,7 +11,7 @@ from text2mesh.config import load_config
 from text2mesh.generators import build_canvas
 from text2mesh.generators.vqgan import tiny_vqgan_path
 from text2mesh.guidance.clip import tiny_checkpoint_path
-from text2mesh.imagine import imagine, load_image_run, vary
+from text2mesh.imaging import imagine, load_image_run, vary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -144,7 +144,7 @@ def test_vqgan_init_image_is_encoded_to_its_latents():
 
 
 def test_prompt_schedule_switches_the_main_prompt_and_keeps_the_rest(clip):
-    from text2mesh.imagine import ImagineProblem, cutout_schedule, stage_configs
+    from text2mesh.imaging import ImagineProblem, cutout_schedule, stage_configs
     from text2mesh.targets import with_prompts
 
     cfg = with_prompts(small_config(prompt_schedule=["a seed", "a sprout", "a tree"], change_every=10), "a seed",
@@ -153,7 +153,7 @@ def test_prompt_schedule_switches_the_main_prompt_and_keeps_the_rest(clip):
     assert [s.prompts for s in stages] == [["a seed"], ["a sprout"], ["a tree"]]
     assert all(s.negatives == ["blurry"] for s in stages)
     from text2mesh.guidance.objective import Objective
-    from text2mesh.imagine import run_targets
+    from text2mesh.imaging import run_targets
 
     problem = ImagineProblem(build_canvas(cfg), [Objective(clip, run_targets(s)) for s in stages], cutout_schedule(cfg),
                              iters=40, size=(32, 32), clip_size=tuple(clip.image_size), change_every=10)
@@ -291,7 +291,7 @@ def test_interrupted_run_resumes_to_the_same_picture(clip, tmp_path, monkeypatch
     import signal
 
     from text2mesh.errors import Interrupted
-    from text2mesh.imagine import ImagineProblem
+    from text2mesh.imaging import ImagineProblem
 
     cfg = small_config("pixels", iters=6)
     straight = imagine("a red image", cfg, tmp_path / "straight", clip=clip)

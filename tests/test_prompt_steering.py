@@ -16,7 +16,7 @@ import torch
 from text2mesh.api import stylize
 from text2mesh.config import load_config
 from text2mesh.guidance.clip import TINY_MODEL, load_clip
-from text2mesh.imagine import imagine
+from text2mesh.imaging import imagine
 from text2mesh.render import Renderer
 from text2mesh.views import cameras_from_angles
 

@@ -157,7 +157,7 @@ def test_judge_scores_a_run_steered_to_its_prompt_above_another_prompt_and_the_b
 
 
 def test_a_picture_run_is_refused_in_one_line(tmp_path, capsys):
-    from text2mesh.imagine import imagine
+    from text2mesh.imaging import imagine
 
     cfg = load_config(overrides={"imagine": {"size": [32, 32], "render_size": 32}, "optim": {"iters": 1}})
     imagine("a red image", cfg, tmp_path / "picture", clip=load_clip(TINY_MODEL))

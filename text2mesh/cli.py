@@ -284,7 +284,7 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset,
         if (prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image or vqgan
                 or prompt_schedule or change_every):
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --quiet)")
-        from . import imagine as im
+        from . import imaging as im
 
         results = [im.imagine(None, output_dir=resume_dir, resume=True, progress=not quiet)]
     else:
@@ -309,7 +309,7 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset,
         out_dir = output or default_run_dir("imagine", name)
         if variations == 1:
             RunFolder.check_new(out_dir, overwrite=overwrite)
-        from . import imagine as im
+        from . import imaging as im
 
         kwargs = {
             "prompts": prompts,
@@ -342,7 +342,7 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset,
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def vary_command(run_dir, strength, n, output, iters, seed, device, overwrite, quiet) -> None:
     """Explore the neighbours of an `imagine` run: perturb its parameters, continue, compare."""
-    from . import imagine as im
+    from . import imaging as im
 
     results = im.vary(run_dir, strength, n, output, iters=iters, seed=seed, device=device, overwrite=overwrite,
                       progress=not quiet)

@@ -80,7 +80,7 @@ class JobRunner:
         resumable = (run_dir / CHECKPOINT).is_file() and (run_dir / CONFIG).is_file()
         hooks = {"progress": progress, "callbacks": [ProgressReport(on_progress)] if on_progress else []}
         if spec.kind == "imagine":
-            from ..imagine import imagine
+            from ..imaging import imagine
 
             if resumable:
                 return imagine(None, cfg, run_dir, clip=clip, resume=True, **hooks).run_dir
