@@ -196,20 +196,27 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
                              lr=lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def zero_shot_accuracy(clip: ClipModel, batch: SyntheticBatch, prompts: list[str], labels: torch.Tensor,
-                       chunk: int = 256) -> float:
-    """Share of images whose most similar prompt is the right class."""
+def zero_shot_hits(clip: ClipModel, batch: SyntheticBatch, prompts: list[str], labels: torch.Tensor,
+                   chunk: int = 256) -> torch.Tensor:
+    """Whether each image's most similar prompt is its class: [N] bool."""
     text = clip.encode_text(prompts)
-    hits = 0
     with torch.no_grad():
-        for start in range(0, len(labels), chunk):
-            emb = clip.encode_images(batch.images[start : start + chunk])
-            hits += int(((emb @ text.T).argmax(1) == labels[start : start + chunk]).sum())
-    return hits / len(labels)
+        emb = torch.cat([clip.encode_images(batch.images[i : i + chunk]) for i in range(0, len(labels), chunk)])
+    return (emb @ text.T).argmax(1) == labels
 
 
-def held_out_meshes(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Surfaces of shapes never drawn in training: the shipped vase, dog and human, and a torus."""
+def zero_shot_accuracy(clip: ClipModel, batch: SyntheticBatch, prompts: list[str], labels: torch.Tensor) -> float:
+    """Share of images whose most similar prompt is the right class."""
+    return float(zero_shot_hits(clip, batch, prompts, labels).float().mean())
+
+
+HELD_OUT_NAMES = ("vase", "dog", "human", "torus")
+
+
+def held_out_meshes(g: torch.Generator) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Surfaces of shapes never drawn in training: the shipped vase, dog and human, and a torus.
+
+    Returns 48 of them drawn at random and which of HELD_OUT_NAMES each is ([48] int64)."""
     import trimesh
 
     from text2mesh.config import MeshConfig
@@ -222,28 +229,39 @@ def held_out_meshes(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor
     for source in sources:
         prepared = prepare_mesh(source, cfg).mesh
         meshes.append((prepared.vertices, prepared.faces))
-    return [meshes[int(i)] for i in torch.randint(0, len(meshes), (48,), generator=g)]
+    which = torch.randint(0, len(meshes), (48,), generator=g)
+    return [meshes[int(i)] for i in which], which
 
 
-def surface_eval_bank(seed: int) -> ShapeBank:
-    """Renders of the held-out meshes, each with one of the surface words (no speckled ones)."""
+def surface_eval_bank(seed: int, size: int = 128) -> tuple[ShapeBank, torch.Tensor]:
+    """Renders of the held-out meshes, each with one of the surface words (no speckled ones), and
+    which held-out mesh each render shows ([N] index into HELD_OUT_NAMES). Drawn at ``size`` and
+    shrunk to the model's input by its preprocessing, as the stylizer's 224-pixel renders are
+    (drawn at the input size they alias: until 2026-12 they were drawn at 64)."""
     g = torch.Generator().manual_seed(seed)
-    return render_bank(held_out_meshes(g), g, views=3, passes=2, size=64, speckled_fraction=0.0)
+    views, passes = 3, 2
+    meshes, which = held_out_meshes(g)
+    bank = render_bank(meshes, g, views=views, passes=passes, size=size, speckled_fraction=0.0)
+    return bank, which.repeat_interleave(views * passes)
 
 
-def evaluate(clip: ClipModel, n: int, size: int, seed: int, surfaces: ShapeBank) -> dict[str, float]:
+def evaluate(clip: ClipModel, n: int, size: int, seed: int, surfaces: tuple[ShapeBank, torch.Tensor]
+             ) -> dict[str, float]:
     """Held-out accuracies: colour on plain objects, colour on shaded 3D-looking ones, pattern on
-    all, surface on renders of held-out meshes."""
+    all, surface on renders of held-out meshes (all of them, then each mesh alone)."""
     g = torch.Generator().manual_seed(seed)
     plain = make_batch(n, size, g, plain_fraction=1.0)
     shaded = make_batch(n, size, g, plain_fraction=1.0, white_background=1.0, shaded=1.0)
     mixed = make_batch(n, size, g, plain_fraction=1.0 / len(PATTERNS))
-    rendered = bank_batch(surfaces, torch.arange(len(surfaces.surface)), surfaces.images.float() / 255, g)
+    bank, which = surfaces
+    rendered = bank_batch(bank, torch.arange(len(bank.surface)), bank.images.float() / 255, g)
+    hits = zero_shot_hits(clip, rendered, surface_prompts(), rendered.surface)
     return {
         "colour": zero_shot_accuracy(clip, plain, colour_prompts(), plain.colour),
         "colour_shaded": zero_shot_accuracy(clip, shaded, colour_prompts(), shaded.colour),
         "pattern": zero_shot_accuracy(clip, mixed, pattern_prompts(), mixed.pattern),
-        "surface": zero_shot_accuracy(clip, rendered, surface_prompts(), rendered.surface),
+        "surface": float(hits.float().mean()),
+        **{f"surface_{name}": float(hits[which == i].float().mean()) for i, name in enumerate(HELD_OUT_NAMES)},
     }
 
 
