@@ -374,7 +374,11 @@ def parse_setting(item: str, where: str = "--set") -> tuple[str, Any]:
     key, sep, value = str(item).partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"{where} expects KEY=VALUE (e.g. optim.iters=60), got {item!r}")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or "unreadable"
+        raise ConfigError(f"{where} {item!r}: the value is not valid YAML ({problem}); e.g. 60, [1, 2] or 'text'") from None
 
 
 def dotted_override(key: str, value: Any) -> dict:
