@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .base import Canvas, resize_image, working_size
+from .pretrained import frozen_pretrained, require_cached
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -47,6 +48,7 @@ TINY_VQGAN = "text2mesh-tiny-vqgan"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 VQGAN_NEEDED = ("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming model.ckpt "
                 "(with its model.yaml), a diffusers VQModel folder or a hub id")
+VQGAN_WAY_OUT = f"a local folder or {TINY_VQGAN}"
 
 
 def tiny_vqgan_path() -> Path:
@@ -166,7 +168,7 @@ def load_vqgan(spec: str, device: str | torch.device = "cpu"):
     """A frozen diffusers VQModel from ``spec`` (see the module docstring)."""
     VQModel = _vq_model_class()
     if spec == TINY_VQGAN:
-        return VQModel.from_pretrained(tiny_vqgan_path(), low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
+        return frozen_pretrained(VQModel, tiny_vqgan_path(), "VQGAN", VQGAN_WAY_OUT).to(device)
     checkpoint, _, config = spec.partition(":") if spec.count(":") == 1 and ".ckpt:" in spec else (spec, "", "")
     path = Path(checkpoint).expanduser()
     if path.suffix == ".ckpt":
@@ -176,25 +178,12 @@ def load_vqgan(spec: str, device: str | torch.device = "cpu"):
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path} is not a diffusers VQModel folder (no config.json)")
-        return VQModel.from_pretrained(path, low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
+        return frozen_pretrained(VQModel, path, "VQGAN", VQGAN_WAY_OUT).to(device)
     if path.suffix or "/" not in spec:
         raise ConfigError(f"--vqgan {spec}: give {TINY_VQGAN}, a taming model.ckpt (with its model.yaml), "
                           "a diffusers VQModel folder, or a hub id such as owner/name")
-    from ..guidance import clip as hub
-
-    if hub.hf_cached_file(spec, "config.json", None) is None:  # not cached: fail fast when it cannot download
-        if hub.env_offline():
-            raise ConfigError(f"VQGAN {spec} is not cached and HF_HUB_OFFLINE is set; download it on a connected "
-                              f"machine, or pass a local folder or {TINY_VQGAN}")
-        if not hub.reachable(hub.HF_HOST):
-            raise ConfigError(f"VQGAN {spec} is not cached and {hub.HF_HOST} cannot be reached; download it on a "
-                              f"connected machine, or pass a local folder or {TINY_VQGAN}")
-    try:
-        return VQModel.from_pretrained(spec, low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
-    except Exception as exc:  # noqa: BLE001 - hub, network and file errors all end here
-        raise ConfigError(f"cannot load VQGAN {spec} (not cached, and the hub is not reachable or has no such "
-                          f"model: {str(exc).splitlines()[0][:120]}); download it on a connected machine, or pass "
-                          f"a local folder or {TINY_VQGAN}") from None
+    require_cached(spec, "VQGAN", VQGAN_WAY_OUT)
+    return frozen_pretrained(VQModel, spec, "VQGAN", VQGAN_WAY_OUT).to(device)
 
 
 def _quantize_straight_through(z: Tensor, codebook: Tensor) -> Tensor:
