@@ -208,21 +208,8 @@ def test_missing_image_prompt_is_reported_before_anything_is_made(files, capsys,
     assert not out.exists()
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["stylize", "nowhere.obj", "a red vase"], "mesh file not found"),
-        (["stylize", "{mesh}", "a red vase", "--image-prompt", "nowhere.png"], "image prompt not found"),
-        (["stylize", "{mesh}", "a red vase", "--set", "optim.iters=-3"], "optim.iters"),
-        (["stylize", "{mesh}", "a red vase", "--set", "render.views=[1,"], "not valid YAML"),
-        (["stylize", "{mesh}", "a red vase", "-o", "{full}"], "not empty"),
-        (["stylize", "{garbage}", "a red vase"], "cannot read mesh file"),
-        (["imagine", "a red image", "--image-prompt", "nowhere.png"], "image prompt not found"),
-        (["imagine", "a red image", "--size", "0", "64"], "imagine.size"),
-    ],
-)
-def test_input_mistakes_are_answered_before_torch_is_imported(files, tmp_path, args, message):
-    """A typo costs a second, not the several seconds of loading torch (run in a fresh interpreter)."""
+def run_fresh(args: list[str], files, tmp_path) -> subprocess.CompletedProcess:
+    """``text2mesh ARGS`` in a fresh interpreter, printing whether torch was imported and the exit code."""
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     (tmp_path / "garbage.ply").write_bytes(bytes(range(256)) * 8)
@@ -232,7 +219,42 @@ def test_input_mistakes_are_answered_before_torch_is_imported(files, tmp_path, a
         f"try:\n    main({args!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
         "print('torch loaded' if 'torch' in sys.modules else 'no torch', code)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=tmp_path,
+    return subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=tmp_path,
                           timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["stylize", "nowhere.obj", "a red vase"], "mesh file not found"),
+        (["stylize", "{mesh}", "a red vase", "--image-prompt", "nowhere.png"], "image prompt not found"),
+        (["stylize", "{mesh}", "a red vase", "--set", "optim.iters=-3"], "optim.iters"),
+        (["stylize", "{mesh}", "a red vase", "-o", "{full}"], "not empty"),
+        (["stylize", "{garbage}", "a red vase"], "cannot read mesh file"),
+        (["imagine", "a red image", "--image-prompt", "nowhere.png"], "image prompt not found"),
+        (["imagine", "a red image", "--size", "0", "64"], "imagine.size"),
+        (["imagine", "a red image", "--generator", "diffusion", "--set", "imagine.steps=0"], "imagine.steps"),
+        (["imagine", "a red image", "--set", "imagine.guidance_scale=strong"], "imagine.guidance_scale"),
+        (["imagine", "a red image", "--set", "imagine.eta=2"], "imagine.eta"),
+    ],
+)
+def test_input_mistakes_are_answered_before_torch_is_imported(files, tmp_path, args, message):
+    """A typo costs a second, not the several seconds of loading torch (run in a fresh interpreter)."""
+    done = run_fresh(args, files, tmp_path)
     assert done.stdout.split() == ["no", "torch", "1"], done.stdout + done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["imagine", "a red image", "--generator", "diffusion", "--steps", "0"], "--steps"),
+        (["imagine", "a red image", "--guidance-scale", "-1"], "--guidance-scale"),
+        (["imagine", "a red image", "--skip-steps", "-2"], "--skip-steps"),
+        (["imagine", "a red image", "--generator", "dream"], "--generator"),
+    ],
+)
+def test_bad_option_values_are_usage_errors_before_torch_is_imported(files, tmp_path, args, option):
+    done = run_fresh(args, files, tmp_path)
+    assert done.stdout.split() == ["no", "torch", "2"], done.stdout + done.stderr
+    assert option in done.stderr and "Traceback" not in done.stderr

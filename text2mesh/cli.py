@@ -259,6 +259,11 @@ def view_command(target, before_after) -> None:
 @click.option("--size", type=(int, int), metavar="W H", help="Picture width and height in pixels (default 512 512).")
 @click.option("--generator", type=click.Choice(GENERATORS), help="What paints the picture (default field).")
 @click.option("--vqgan", metavar="MODEL", help="For --generator vqgan: text2mesh-tiny-vqgan, a taming model.ckpt (+ its .yaml), a diffusers VQModel folder or hub id.")
+@click.option("--diffusion", metavar="MODEL", help="For --generator diffusion: text2mesh-tiny-diffusion, a diffusers UNet2DModel folder or hub id, or a guided-diffusion .pt.")
+@click.option("--diffusion-flags", metavar="FLAGS", help="A guided-diffusion .pt's model flags, e.g. \"--image_size 256 --num_channels 256 ...\" (published ones are known).")
+@click.option("--steps", type=click.IntRange(min=1), help="Diffusion: DDIM steps (default 50).")
+@click.option("--guidance-scale", type=click.FloatRange(min=0), metavar="X", help="Diffusion: strength of the CLIP guidance (0: unguided).")
+@click.option("--skip-steps", type=click.IntRange(min=0), metavar="K", help="Diffusion: start K steps in, from the --init-image noised to that step.")
 @click.option("--seed", type=int, help="Random seed (optim.seed); with --variations N, seeds SEED..SEED+N-1.")
 @click.option("--preset", help="A preset in configs/.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A YAML config file (instead of --preset).")
@@ -272,35 +277,35 @@ def view_command(target, before_after) -> None:
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
-def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset, config_file, clip_model, clip_pretrained,
-                    clip_checkpoint, device, prompts, image_prompts, negatives, init_image, prompt_schedule,
-                    change_every, variations, settings, overwrite, resume_dir, quiet) -> None:
+def imagine_command(prompt, output, iters, size, generator, vqgan, diffusion, diffusion_flags, steps, guidance_scale,
+                    skip_steps, seed, preset, config_file, clip_model, clip_pretrained, clip_checkpoint, device, prompts,
+                    image_prompts, negatives, init_image, prompt_schedule, change_every, variations, settings,
+                    overwrite, resume_dir, quiet) -> None:
     """Paint a picture that looks like PROMPT (the 2D mode); writes image.png and progress.gif."""
     from .config import dotted_override, load_config, merge_dicts
     from .run import RunFolder, default_run_dir
     from .targets import check_targets, with_prompts
 
+    flags = {"imagine.size": list(size) if size else None, "imagine.generator": generator, "imagine.vqgan": vqgan,
+             "imagine.diffusion": diffusion, "imagine.diffusion_flags": diffusion_flags, "imagine.steps": steps,
+             "imagine.guidance_scale": guidance_scale, "imagine.skip_steps": skip_steps,
+             "imagine.change_every": change_every}
     if resume_dir is not None:
-        if (prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image or vqgan
-                or prompt_schedule or change_every):
+        given = [k for k, v in flags.items() if v is not None and k != "imagine.size"]
+        if (prompt or prompts or image_prompts or negatives or preset or config_file or settings or init_image
+                or prompt_schedule or given):
             raise ConfigError("--resume continues a run with its saved settings; give only --resume DIR (and --quiet)")
         from . import imaging as im
 
         results = [im.imagine(None, output_dir=resume_dir, resume=True, progress=not quiet)]
     else:
         overrides = _stylize_overrides(iters, seed, clip_model, clip_pretrained, clip_checkpoint, device, settings)
-        if size is not None:
-            overrides = merge_dicts(overrides, dotted_override("imagine.size", list(size)))
-        if generator is not None:
-            overrides = merge_dicts(overrides, dotted_override("imagine.generator", generator))
-        if vqgan is not None:
-            overrides = merge_dicts(overrides, dotted_override("imagine.vqgan", vqgan))
         if prompt_schedule is not None:
-            stages = prompt_schedule.split("^")
-            overrides = merge_dicts(overrides, dotted_override("imagine.prompt_schedule", stages))
-            prompt = prompt or stages[0].strip() or None
-        if change_every is not None:
-            overrides = merge_dicts(overrides, dotted_override("imagine.change_every", change_every))
+            flags["imagine.prompt_schedule"] = prompt_schedule.split("^")
+            prompt = prompt or flags["imagine.prompt_schedule"][0].strip() or None
+        for key, value in flags.items():
+            if value is not None:
+                overrides = merge_dicts(overrides, dotted_override(key, value))
         cfg = load_config(preset=preset, path=config_file, overrides=overrides)
         if prompt is None and not (cfg.prompts or prompts or image_prompts):
             raise ConfigError("give a PROMPT, e.g. text2mesh imagine \"a watercolor of a lighthouse\"")
@@ -335,7 +340,7 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, seed, preset,
 @click.option("--strength", type=click.FloatRange(min=0), default=0.3, show_default=True, help="How far from the parent (0: the parent itself).")
 @click.option("-n", "n", type=click.IntRange(min=1), default=4, show_default=True, help="Number of variations.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the variations (default: RUN_DIR/variations).")
-@click.option("--iters", type=click.IntRange(min=0), help="Iterations after the perturbation (default: strength x a quarter of the parent's).")
+@click.option("--iters", type=click.IntRange(min=0), help="Iterations after the perturbation (default: strength x a quarter of the parent's; a diffusion run: its last steps sampled again, default strength x its steps).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the perturbations.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), help="Where to run (default: the parent's).")
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty output folder.")

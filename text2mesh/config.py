@@ -147,6 +147,17 @@ class ImagineConfig:
 
     generator: Literal[GENERATORS] = "field"  # what parametrizes the picture (text2mesh.generators.REGISTRY)
     vqgan: str | None = None  # vqgan: text2mesh-tiny-vqgan, a taming model.ckpt (+ .yaml), a diffusers VQModel folder or hub id
+    # diffusion: text2mesh-tiny-diffusion, a diffusers UNet2DModel folder or hub id, or a guided-diffusion .pt;
+    # it samples at the model's own size (imagine.size resizes the result)
+    diffusion: str | None = None
+    diffusion_flags: str | None = None  # diffusion: a guided-diffusion .pt's model flags ("--image_size 256 ..."), unless a published one
+    steps: int = 50  # diffusion: DDIM steps over the model's schedule
+    # diffusion: strength of the CLIP gradient on the noisy sample (per pixel of area: one scale for any size); 0: unguided
+    guidance_scale: float = 1.0
+    skip_steps: int = 0  # diffusion: start this many steps in, from the --init-image noised to that step
+    range_weight: float = 0.0  # diffusion: penalty on predicted pixels outside the colour range (Disco's range loss)
+    tv_weight: float = 0.0  # diffusion: total-variation penalty on the predicted picture (smoothness)
+    eta: float = 0.0  # diffusion: DDIM's eta (0: deterministic from the starting noise; 1: DDPM-like fresh noise)
     size: list[int] = dataclasses.field(default_factory=lambda: [512, 512])  # output width, height
     render_size: int = 224  # shorter side of the picture while optimizing (<= the output's)
     lr: float | None = None  # None: field 3e-5, pixels 0.05, strokes 0.01, vqgan 0.1 (optim.lr is the 3D field's)
@@ -259,6 +270,12 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "imagine.pixel_levels": (1, 16),
     "imagine.n_strokes": (1, 100_000),
     "imagine.n_cutouts": (1, 1024),
+    "imagine.steps": (1, 100_000),
+    "imagine.guidance_scale": (0, 1e9),
+    "imagine.skip_steps": (0, 100_000),
+    "imagine.range_weight": (0, 1e9),
+    "imagine.tv_weight": (0, 1e9),
+    "imagine.eta": (0, 1),
 }
 
 

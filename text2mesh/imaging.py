@@ -37,7 +37,7 @@ from torch import Tensor
 from .config import Config, OptimConfig, load_config, save_config
 from .cutouts import CutoutSchedule, make_cutouts
 from .errors import ConfigError, ImageError, Interrupted, RunFolderError
-from .generators import build_canvas, check_generator, generator_module
+from .generators import build_canvas, check_generator, generator_module, is_sampler
 from .generators.base import Canvas, output_size, resize_image, working_size
 from .generators.scene import CanvasScene, canvas_scene
 from .generators.strokes import StrokeCanvas
@@ -75,7 +75,8 @@ class ImageResult:
 
     Attributes:
         config: the resolved config (prompts included).
-        canvas: the trained canvas (eval mode, on the CPU); ``canvas.texture(size)`` redraws it.
+        canvas: the trained canvas (eval mode, on the CPU); ``canvas.texture(size)`` redraws it;
+            None for a sampled picture (``diffusion``: nothing was optimized).
         image: [3, H, W] float32 in [0, 1] at the configured output size.
         losses: total loss per iteration.
         run_dir: the run folder, or None when nothing was written.
@@ -83,7 +84,7 @@ class ImageResult:
     """
 
     config: Config
-    canvas: Canvas
+    canvas: Canvas | None
     image: Tensor
     losses: list[float]
     run_dir: Path | None = None
@@ -155,7 +156,45 @@ def cutout_schedule(cfg: Config) -> CutoutSchedule:
     return CutoutSchedule(im.n_cutouts, tuple(im.cutout_start), tuple(im.cutout_end), full=True)
 
 
-class ImagineProblem:
+class CutoutScore:
+    """The CLIP loss of a picture at a step of a run: cutouts of the step's sizes against the
+    step's objective (what every 2D generator is judged by).
+
+    Args:
+        objective: weighted CLIP targets, or one per stage of a prompt schedule.
+        schedule: cutout counts and sizes over the run.
+        iters: the run's total steps (for the cutout schedule).
+        clip_size: (h, w) CLIP's input size.
+        change_every: steps per stage when ``objective`` is a list (the last stage stays).
+    """
+
+    def __init__(self, objective: Objective | Sequence[Objective], schedule: CutoutSchedule, *, iters: int,
+                 clip_size: tuple[int, int], change_every: int = 50) -> None:
+        self.objectives = [objective] if isinstance(objective, Objective) else list(objective)
+        self.change_every = change_every
+        self.schedule = schedule
+        self.iters = iters
+        self.clip_size = clip_size
+
+    def progress(self, step: int) -> float:
+        """Share of the run done at ``step`` (0 to 1)."""
+        return min(1.0, step / max(1, self.iters - 1))
+
+    def score(self, image: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """The CLIP loss of ``image`` ([1, 3, H, W]) at ``step``: its cutouts of the step's sizes
+        against the step's objective."""
+        scales = self.schedule.scales(self.progress(step))
+        cutouts = make_cutouts(
+            image, self.schedule.n, self.clip_size, scales, full=self.schedule.full, generator=generator
+        )
+        return self.objective_at(step)([Term("cutouts", cutouts, 1, reduce="mean")])
+
+    def objective_at(self, step: int) -> Objective:
+        """The objective of the prompt schedule's stage at ``step``."""
+        return self.objectives[min(step // max(1, self.change_every), len(self.objectives) - 1)]
+
+
+class ImagineProblem(CutoutScore):
     """One picture against CLIP targets, as a :class:`~text2mesh.optimize.Problem`.
 
     Per iteration: canvas texture at ``size`` -> unlit render of the flat grid scene (or the
@@ -163,14 +202,11 @@ class ImagineProblem:
 
     Args:
         canvas: what is optimized (on the run's device).
-        objective: weighted CLIP targets, or one per stage of a prompt schedule.
-        schedule: cutout counts and sizes over the run.
+        objective, schedule, clip_size, change_every: as for :class:`CutoutScore`.
         iters: the run's total iterations (for the cutout schedule and the field's progress).
         size: (H, W) of the picture while optimizing.
-        clip_size: (h, w) CLIP's input size.
         scene: draw the texture through the flat grid scene (:class:`CanvasScene`); False
             scores the texture directly (the same picture, up to 0.2% of the local contrast).
-        change_every: iterations per stage when ``objective`` is a list (the last stage stays).
     """
 
     def __init__(
@@ -185,13 +221,9 @@ class ImagineProblem:
         scene: bool = True,
         change_every: int = 50,
     ) -> None:
+        super().__init__(objective, schedule, iters=iters, clip_size=clip_size, change_every=change_every)
         self.canvas = canvas
-        self.objectives = [objective] if isinstance(objective, Objective) else list(objective)
-        self.change_every = change_every
-        self.schedule = schedule
-        self.iters = iters
         self.size = size
-        self.clip_size = clip_size
         device = next(canvas.parameters()).device
         self.scene: CanvasScene | None = canvas_scene(size, device=device) if scene else None
         self.last_texture: Tensor | None = None  # [3, H, W] of the last picture, for progress frames
@@ -213,25 +245,8 @@ class ImagineProblem:
             return texture[None]
         return self.scene.render(texture)
 
-    def progress(self, step: int) -> float:
-        """Share of the run done at ``step`` (0 to 1)."""
-        return min(1.0, step / max(1, self.iters - 1))
-
     def loss(self, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         return self.score(self.picture(self.progress(step)), step, generator)
-
-    def score(self, image: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        """The CLIP loss of ``image`` ([1, 3, H, W]) at ``step``: its cutouts of the step's sizes
-        against the step's objective."""
-        scales = self.schedule.scales(self.progress(step))
-        cutouts = make_cutouts(
-            image, self.schedule.n, self.clip_size, scales, full=self.schedule.full, generator=generator
-        )
-        return self.objective_at(step)([Term("cutouts", cutouts, 1, reduce="mean")])
-
-    def objective_at(self, step: int) -> Objective:
-        """The objective of the prompt schedule's stage at ``step``."""
-        return self.objectives[min(step // max(1, self.change_every), len(self.objectives) - 1)]
 
 
 def _init_tensor(cfg: Config) -> Tensor | None:
@@ -254,13 +269,17 @@ def _optim(cfg: Config) -> OptimConfig:
     return dataclasses.replace(cfg.optim, lr=lr)
 
 
+def run_objectives(cfg: Config, clip) -> list[Objective]:
+    """The run's objective, one per stage of its prompt schedule."""
+    return [Objective(clip, run_targets(stage), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch)
+            for stage in stage_configs(cfg)]
+
+
 def _session(cfg: Config, clip, device: torch.device, *, init: Tensor | None) -> _Session:
     canvas = build_canvas(cfg, init=init).to(device)
-    objectives = [Objective(clip, run_targets(stage), averaging=cfg.guidance.averaging, chunk_size=cfg.guidance.clip_batch)
-                  for stage in stage_configs(cfg)]
     problem = ImagineProblem(
         canvas,
-        objectives,
+        run_objectives(cfg, clip),
         cutout_schedule(cfg),
         iters=cfg.optim.iters,
         size=working_size(cfg),
@@ -304,11 +323,9 @@ class _RunWriter(Callback):
     def frame(self, loop: Loop) -> None:
         """A progress frame: the picture CLIP was shown at this step (drawn again only before the
         first step: a stroke painting costs as much to draw as a step)."""
-        from .export.pictures import save_png
-
         problem = self.session.problem
         picture = problem.last_texture if problem.last_texture is not None else problem.canvas.texture(problem.size)
-        save_png(_uint8(picture), self.run.renders / f"progress_{loop.step:05d}.png")
+        save_frame(picture, self.run, loop.step)
 
     def callbacks(self) -> list[Callback]:
         cfg = self.session.cfg
@@ -320,13 +337,25 @@ class _RunWriter(Callback):
 
     def on_start(self, loop: Loop) -> None:
         if loop.step == 0:  # a fresh run: drop frames an earlier run left here (--overwrite)
-            for old in self.run.renders.glob("progress_*.png"):
-                old.unlink()
+            clear_frames(self.run)
             self.frame(loop)
 
 
-def _write_outputs(session: _Session, run: RunFolder, image: Tensor) -> list[Path]:
-    """image.png, progress.gif (+ strokes.gif) and renders/loss.png."""
+def save_frame(picture: Tensor, run: RunFolder, step: int) -> None:
+    """``renders/progress_<step>.png`` of a picture [3, H, W] in [0, 1] (a frame of progress.gif)."""
+    from .export.pictures import save_png
+
+    save_png(_uint8(picture), run.renders / f"progress_{step:05d}.png")
+
+
+def clear_frames(run: RunFolder) -> None:
+    """Drop the progress frames an earlier run left in the folder (--overwrite)."""
+    for old in run.renders.glob("progress_*.png"):
+        old.unlink()
+
+
+def write_pictures(run: RunFolder, image: Tensor, losses: Sequence[float]) -> list[Path]:
+    """image.png ([3, H, W] in [0, 1]), progress.gif of the run's frames and renders/loss.png."""
     from PIL import Image
 
     from .export.pictures import loss_plot, save_gif, save_png
@@ -338,10 +367,18 @@ def _write_outputs(session: _Session, run: RunFolder, image: Tensor) -> list[Pat
             frames.append(np.asarray(img.convert("RGB")))
     if frames:
         written.append(save_gif(frames, run.output(PROGRESS), fps=8))
+    written.append(save_png(loss_plot(losses), run.renders / "loss.png"))
+    return written
+
+
+def _write_outputs(session: _Session, run: RunFolder, image: Tensor) -> list[Path]:
+    """image.png, progress.gif (+ strokes.gif) and renders/loss.png."""
+    from .export.pictures import save_gif
+
+    written = write_pictures(run, image, session.loop.losses)
     canvas = session.problem.canvas
     if isinstance(canvas, StrokeCanvas):
-        written.append(save_gif(stroke_frames(canvas, session.cfg), run.output(STROKES), fps=12))
-    written.append(save_png(loss_plot(session.loop.losses), run.renders / "loss.png"))
+        written.insert(-1, save_gif(stroke_frames(canvas, session.cfg), run.output(STROKES), fps=12))
     return written
 
 
@@ -464,6 +501,11 @@ def imagine(
     if output_dir is not None:
         RunFolder.check_new(output_dir, overwrite=overwrite)
     init = _init_tensor(cfg)  # cheap checks (folder, init image) before loading CLIP
+    if is_sampler(cfg.imagine.generator):
+        from .sampling import imagine_sampled
+
+        return imagine_sampled(cfg, output_dir, init=init, clip=clip, overwrite=overwrite, progress=progress,
+                               callbacks=callbacks)
     device, clip = _device_and_clip(cfg, clip)
     run = None
     if output_dir is not None:
@@ -476,6 +518,11 @@ def imagine(
 def resume_image_run(run_dir: str | Path, *, clip=None, progress: bool = False,
                      callbacks: Sequence[Callback] = ()) -> ImageResult:
     """Continue an interrupted (or finished) 2D run to its configured iteration count."""
+    from .sampling import sampled_run_config
+
+    if sampled_run_config(run_dir) is not None:
+        raise RunFolderError(f"{run_dir} is a diffusion run, which keeps no state to resume: run it again "
+                             "(the same seed gives the same picture)")
     run = RunFolder.open(run_dir)
     cfg = load_config(path=run.config)
     state = _image_checkpoint(run)
@@ -494,7 +541,13 @@ def _image_checkpoint(run: RunFolder) -> dict[str, Any]:
 
 
 def load_image_run(run_dir: str | Path) -> ImageResult:
-    """Reload a 2D run folder's latest checkpoint on the CPU (no CLIP needed)."""
+    """Reload a 2D run folder's latest checkpoint on the CPU (no CLIP needed); a sampled
+    (diffusion) run's picture and losses."""
+    from .sampling import load_sampled_run, sampled_run_config
+
+    sampled = sampled_run_config(run_dir)
+    if sampled is not None:
+        return load_sampled_run(run_dir, sampled)
     run = RunFolder.open(run_dir)
     cfg = load_config(path=run.config)
     state = _image_checkpoint(run)
@@ -593,6 +646,18 @@ def vary(
         raise ConfigError(f"--strength must be a number >= 0, got {strength}")
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
+    from .sampling import sampled_run_config, vary_sampled
+
+    sampled = sampled_run_config(run_dir)
+    if sampled is not None:
+        if device is not None:
+            sampled.optim.device = device
+        root = RunFolder.create(output_dir if output_dir is not None else Path(run_dir) / "variations",
+                                overwrite=overwrite, renders=False)
+        results = vary_sampled(run_dir, sampled, strength, n, root, steps=iters, seed=seed, clip=clip,
+                               overwrite=overwrite, progress=progress)
+        _save_variations_sheet(results, root)
+        return results
     parent_run = RunFolder.open(run_dir)
     parent_cfg = load_config(path=parent_run.config)
     if device is not None:
@@ -625,11 +690,15 @@ def vary(
             session.problem.canvas.perturb(strength, generator)
             result = _execute(session, run, progress=progress)
         results.append(result)
+    _save_variations_sheet(results, root)
+    return results
+
+
+def _save_variations_sheet(results: Sequence[ImageResult], root: RunFolder) -> None:
     from .export.pictures import save_png
 
-    sheet = contact_sheet([r.image for r in results], [f"variation {k}" for k in range(n)])
+    sheet = contact_sheet([r.image for r in results], [f"variation {k}" for k in range(len(results))])
     save_png(sheet, root.output(CONTACT_SHEET))
-    return results
 
 
 def _perturbed_canvas(cfg: Config, canvas_state: dict, strength: float, seed: int) -> Canvas:

@@ -12,18 +12,24 @@ A generator module holds:
 - ``LR``: its Adam learning rate when ``imagine.lr`` is not set;
 - optionally ``check(cfg)``: cheap checks of its settings, made before CLIP loads.
 
+A sampler generator (:mod:`~text2mesh.generators.diffusion`) optimizes nothing: instead of a
+Canvas, ``build`` and ``LR`` its module holds ``SAMPLER = True``, ``check(cfg)`` and the sampling
+function that :mod:`text2mesh.imaging` runs step by step (:func:`is_sampler` tells them apart).
+
 To add a generator: write one module here with a Canvas subclass, ``LR`` and
 ``build(cfg, init, generator)``, and add one entry to :data:`REGISTRY`.
 
 The generators: :mod:`~text2mesh.generators.field` (the style field over the picture plane),
 :mod:`~text2mesh.generators.pixels` (a colour-grid pyramid, bicubically upsampled),
 :mod:`~text2mesh.generators.strokes` (brush strokes drawn by
-:mod:`~text2mesh.generators.brush`) and :mod:`~text2mesh.generators.vqgan` (a VQGAN's decoded
-latent codes). :mod:`~text2mesh.generators.scene` holds the flat grid scene ``imagine``
+:mod:`~text2mesh.generators.brush`), :mod:`~text2mesh.generators.vqgan` (a VQGAN's decoded
+latent codes) and :mod:`~text2mesh.generators.diffusion` (CLIP-guided sampling of a diffusion
+model; :mod:`~text2mesh.generators.guided` maps guided-diffusion checkpoints onto it). :mod:`~text2mesh.generators.scene` holds the flat grid scene ``imagine``
 renders a canvas through.
 
 A module is imported when its generator is first used, so this package loads without torch
-(the command line lists :data:`GENERATORS` in its help) and diffusers loads only for vqgan.
+(the command line lists :data:`GENERATORS` in its help) and diffusers loads only for vqgan and
+diffusion.
 """
 
 from __future__ import annotations
@@ -40,10 +46,11 @@ if TYPE_CHECKING:
     from ..config import Config
     from .base import Canvas
 
-__all__ = ["CANVAS_SEED_OFFSET", "GENERATORS", "REGISTRY", "build_canvas", "check_generator", "generator_module"]
+__all__ = ["CANVAS_SEED_OFFSET", "GENERATORS", "REGISTRY", "build_canvas", "check_generator", "generator_module",
+           "is_sampler"]
 
 # The generators by name: the module (in this package) holding each one's Canvas and build().
-REGISTRY = {"field": "field", "pixels": "pixels", "strokes": "strokes", "vqgan": "vqgan"}
+REGISTRY = {"field": "field", "pixels": "pixels", "strokes": "strokes", "vqgan": "vqgan", "diffusion": "diffusion"}
 GENERATORS = tuple(REGISTRY)
 CANVAS_SEED_OFFSET = 0
 
@@ -54,6 +61,11 @@ def generator_module(name: str) -> ModuleType:
     if module is None:
         raise ConfigError(f"unknown generator {name!r}; use one of {', '.join(GENERATORS)}")
     return importlib.import_module(f".{module}", __name__)
+
+
+def is_sampler(name: str) -> bool:
+    """Whether generator ``name`` samples its picture (diffusion) rather than optimizing a Canvas."""
+    return bool(getattr(generator_module(name), "SAMPLER", False))
 
 
 def check_generator(cfg: Config) -> None:
