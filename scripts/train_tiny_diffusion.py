@@ -94,6 +94,13 @@ def sample_statistics(model, scheduler, n: int, size: int, seed: int) -> tuple[f
     return spread(x), spread(real), inside
 
 
+def warmup_cosine(optimizer, steps: int):
+    """The learning rate rising over the first 10% of ``steps`` (100 at most), then a cosine to 0."""
+    warmup = max(1, min(100, steps // 10))
+    rate = lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+
+
 def save_atomically(model, scheduler, out: Path) -> None:
     """Write the folder beside ``out`` and swap it in, so ``out`` is always a whole model."""
     tmp, old = out.with_name(out.name + ".tmp"), out.with_name(out.name + ".old")
@@ -117,9 +124,7 @@ def main(argv: list[str] | None = None) -> float:
     average = copy.deepcopy(model).requires_grad_(False)
     scheduler = DDPMScheduler(**SCHEDULE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    warmup = max(1, min(100, args.steps // 10))
-    cosine = lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    schedule = warmup_cosine(optimizer, args.steps)
     data = torch.Generator().manual_seed(args.seed)
     size = CONFIG["sample_size"]
     start = time.time()

@@ -16,7 +16,8 @@ SIGINT/SIGTERM, resume)::
 
 A run folder holds ``config.yaml``, ``checkpoint.pt``, ``image.png``, ``progress.gif``
 (``strokes.gif`` for the strokes generator: the painting stroke by stroke), ``loss.csv`` and
-``renders/`` (the progress frames).
+``renders/`` (the progress frames). The ``diffusion`` generator samples instead of optimizing
+(:mod:`text2mesh.sampling`): the same targets, cutouts and run folder, without a checkpoint.
 """
 
 from __future__ import annotations
@@ -627,7 +628,9 @@ def vary(
     (seeded by ``seed + k``) and then runs ``iters`` more iterations of the same objective
     (default: a quarter of ``strength`` times the parent's iterations) with a fresh
     optimizer at ``strength`` times the parent's learning rate (at most 1 times) and the
-    parent's final cutout sizes. Strength 0 reproduces the parent exactly.
+    parent's final cutout sizes. Strength 0 reproduces the parent exactly. A diffusion run's
+    variations instead noise its picture back by ``strength`` of its steps (or ``iters`` steps)
+    and sample them again with new seeds (:func:`text2mesh.sampling.vary_sampled`).
 
     Args:
         run_dir: a folder written by ``imagine``.

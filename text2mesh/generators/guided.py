@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .pretrained import load_renamed, read_checkpoint
 
 __all__ = ["KNOWN_FLAGS", "diffusers_state_dict", "parse_flags", "scheduler_config", "unet_config"]
 
@@ -245,19 +246,9 @@ def load_guided(path, flags_text: str | None, device: str | torch.device = "cpu"
                           "--diffusion-flags \"--image_size 256 --num_channels 256 ...\" (as published with it)")
     flags = parse_flags(flags_text)
     model = UNet2DModel(**unet_config(flags))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ConfigError(f"cannot read diffusion checkpoint {path}: {str(exc).strip().splitlines()[0][:200]}") from None
+    state = read_checkpoint(path, "diffusion checkpoint")
     if not isinstance(state, dict):
         raise ConfigError(f"{path} holds no state dict of a guided-diffusion model")
-    try:  # one load: wrong shapes raise, missing and unexpected names are returned
-        missing, unexpected = model.load_state_dict(diffusers_state_dict(state, flags), strict=False)
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise ConfigError(f"{path.name} does not match its flags: {lines[min(1, len(lines) - 1)].strip()}") from None
-    if missing or unexpected:
-        first = (missing or unexpected)[0]
-        raise ConfigError(f"{path.name} does not match its flags ({len(missing)} weights missing, {len(unexpected)} "
-                          f"unexpected, e.g. {first}); give the flags published with the checkpoint")
-    return model.to(device).eval().requires_grad_(False), scheduler_config(flags)
+    model = load_renamed(model, diffusers_state_dict(state, flags), f"{path.name} does not match its flags",
+                         "give the flags published with the checkpoint")
+    return model.to(device), scheduler_config(flags)

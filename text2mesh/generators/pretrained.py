@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["frozen_pretrained", "require_cached"]
+__all__ = ["frozen_pretrained", "load_renamed", "read_checkpoint", "require_cached"]
 
 
 def require_cached(spec: str, what: str, way_out: str, filenames: Sequence[str] = ("config.json",)) -> None:
@@ -43,4 +44,31 @@ def frozen_pretrained(cls, source: str | Path, what: str, way_out: str, **kwargs
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ConfigError(f"cannot load {what} {source} ({reason}); download it on a connected machine, "
                           f"or pass {way_out}") from None
+    return model.eval().requires_grad_(False)
+
+
+def read_checkpoint(path: Path, what: str, *, weights_only: bool = True) -> Any:
+    """``torch.load`` of a checkpoint file on the CPU; ConfigError in one line for a file it cannot read."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"cannot read {what} {path}: {reason}") from None
+
+
+def load_renamed(model, state: dict, mismatch: str, fix: str):
+    """``model`` (frozen, eval mode) with a state dict already renamed to its names, in one load:
+    wrong shapes, missing and unexpected names are all a ConfigError starting ``mismatch``
+    (e.g. "model.ckpt does not match model.yaml") and, for names, ending with ``fix``."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise ConfigError(f"{mismatch}: {lines[min(1, len(lines) - 1)].strip()}") from None
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise ConfigError(f"{mismatch} ({len(missing)} weights missing, {len(unexpected)} unexpected, e.g. {first}); "
+                          f"{fix}")
     return model.eval().requires_grad_(False)

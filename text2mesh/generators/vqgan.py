@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .base import Canvas, resize_image, working_size
-from .pretrained import frozen_pretrained, require_cached
+from .pretrained import frozen_pretrained, load_renamed, read_checkpoint, require_cached
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -146,22 +146,11 @@ def _read_yaml(path: Path) -> dict:
 def load_taming(checkpoint: Path, config: Path, device: str | torch.device = "cpu"):
     """A taming-transformers VQGAN (``.ckpt`` + ``.yaml``) as a diffusers VQModel."""
     model = _vq_model_class()(**taming_to_diffusers_config(_read_yaml(config)))
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ConfigError(f"cannot read VQGAN checkpoint {checkpoint}: {str(exc).splitlines()[0][:200]}") from None
+    state = read_checkpoint(checkpoint, "VQGAN checkpoint", weights_only=False)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     mapped = taming_state_dict(state, len(model.config.block_out_channels))
-    try:  # one load: wrong shapes raise, missing and unexpected names are returned
-        missing, unexpected = model.load_state_dict(mapped, strict=False)
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise ConfigError(f"{checkpoint} does not match {config}: {lines[min(1, len(lines) - 1)].strip()}") from None
-    if missing or unexpected:
-        first = (missing or unexpected)[0]
-        raise ConfigError(f"{checkpoint} does not match {config} ({len(missing)} weights missing, "
-                          f"{len(unexpected)} unexpected, e.g. {first}); give the yaml that came with the checkpoint")
-    return model.to(device).eval().requires_grad_(False)
+    return load_renamed(model, mapped, f"{checkpoint} does not match {config}",
+                        "give the yaml that came with the checkpoint").to(device)
 
 
 def load_vqgan(spec: str, device: str | torch.device = "cpu"):
