@@ -25,12 +25,15 @@ held-out figure moves by +-0.07 (48 mesh draws), so these differences are within
 or input-size change so far lifts the held-out surface accuracy of a supervised tower above
 about 0.65, let alone the 0.85 asked of the contrastive model. Confusions: bumpy, wavy and
 smooth among themselves (a broad wave on a thin limb reads as a bump; a figure's own parts as
-detail), ridged and spiky mostly right.
+detail), ridged and spiky mostly right. Nor is it the whole view: trained on crops down to 10%
+(``--crop 0.1``) and scored on close-ups (the middle quarter of each held-out view, as the
+stylizer's crops show a surface), 800 steps gave 0.68 / 0.59 whole / 0.60 close-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -89,6 +92,14 @@ def print_confusion(predicted: torch.Tensor, bank: ShapeBank, which: torch.Tenso
         print(f"  {name:>7} -> " + " ".join(f"{SURFACES[j]} {int(n)}" for j, n in enumerate(taken)))
 
 
+def close_ups(bank: ShapeBank) -> ShapeBank:
+    """The middle half (in side) of every picture: a quarter of the view, as the stylizer's
+    crops show a surface to CLIP."""
+    side = bank.images.shape[-1]
+    lo, hi = side // 4, side - side // 4
+    return dataclasses.replace(bank, images=bank.images[..., lo:hi, lo:hi].contiguous())
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -115,6 +126,7 @@ def main() -> None:
     in_distribution = render_bank(base_meshes(60, fresh, args.subdivisions, kinds), fresh, views=3, passes=2,
                                   speckled_fraction=0.0)
     held_out, which = surface_eval_bank(args.seed + 20_000)
+    close = close_ups(held_out)
     print(f"rendered the banks in {time.time() - start:.0f} s; {type(visual).__name__} at {size}", flush=True)
     optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=1e-3, weight_decay=0.05)
     crops = AugmentSpec(1, scale=(args.crop, 1.0), distortion=0.5, p=0.5)
@@ -128,8 +140,11 @@ def main() -> None:
         if step % 200 == 0:
             print(f"step {step:4d}  loss {loss.item():.3f}  in-distribution "
                   f"{accuracy(visual, head, in_distribution, prep):.3f}  held-out "
-                  f"{accuracy(visual, head, held_out, prep):.3f}  {time.time() - start:.0f} s", flush=True)
+                  f"{accuracy(visual, head, held_out, prep):.3f}  close-ups {accuracy(visual, head, close, prep):.3f}  "
+                  f"{time.time() - start:.0f} s", flush=True)
     print_confusion(predict(visual, head, held_out, prep), held_out, which)
+    print("close-ups:")
+    print_confusion(predict(visual, head, close, prep), close, which)
 
 
 if __name__ == "__main__":
