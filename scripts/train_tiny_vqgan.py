@@ -11,7 +11,11 @@ a codebook that collapses onto a few codes. With it the ``vqgan`` generator work
 ``text2mesh-tiny``. Deterministic for a given seed and thread count. Saved as a diffusers folder
 (``config.json`` + safetensors) in ``text2mesh/assets/text2mesh-tiny-vqgan``.
 
-    python scripts/train_tiny_vqgan.py                  # the shipped model (about 11 minutes)
+    python scripts/train_tiny_vqgan.py                  # the shipped model (about 15 minutes, 1 thread)
+
+The shipped model: held-out reconstruction error 0.052 (mean |pixel|), flat colour error 0.033
+(was 0.112 with 32 GroupNorm groups, one channel each: flat green came back grey-green, and
+"a green image" stayed bluish white).
     python scripts/train_tiny_vqgan.py --steps 20 --out /tmp/vq   # a quick smoke run
 """
 
@@ -38,7 +42,10 @@ CONFIG = {
     "latent_channels": 16,
     "num_vq_embeddings": 512,
     "vq_embed_dim": 16,
-    "norm_num_groups": 32,
+    # GroupNorm groups of 4 channels: with 32 groups on the 32-channel layers every group is one
+    # channel, an instance norm, which maps any flat picture to the same zero features, so flat
+    # colours could only be told apart by the padding at the picture's edges (green came back grey).
+    "norm_num_groups": 8,
     "sample_size": 64,
 }
 
@@ -50,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=32, help="training picture size (the model is convolutional: it decodes any size)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fields", type=float, default=0.25, help="share of each batch that is colour fields")
     parser.add_argument("--restart-every", type=int, default=50, help="steps after which unused codes restart (0: never)")
     parser.add_argument("--out", type=Path, default=None, help="folder to write (default: the shipped model's)")
