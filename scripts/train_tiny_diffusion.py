@@ -4,12 +4,17 @@ synthetic pictures.
 A diffusers ``UNet2DModel`` (the DDPM / guided-diffusion architecture: a convolutional U-Net with
 a timestep embedding), small enough to ship and to train in minutes on one core: 32² pictures,
 three levels of 32/64/64 channels, one residual block per level, attention at the 8² level
-(4.2 MB). It learns to predict the noise added to the colour-and-pattern pictures of
-:mod:`text2mesh.guidance.synthetic` (MSE, uniform timesteps of a 1000-step linear DDPM schedule,
-an exponential moving average of the weights is what is saved). With it the ``diffusion``
-generator works offline with ``text2mesh-tiny``. Deterministic for a given seed and thread
-count. Saved atomically as a diffusers folder (``config.json`` + safetensors +
-``scheduler_config.json``) in ``text2mesh/assets/text2mesh-tiny-diffusion``.
+(4.3 MB). It learns to denoise the colour-and-pattern pictures of
+:mod:`text2mesh.guidance.synthetic`: MSE of the predicted velocity (v-prediction; against
+predicting the noise, same time: grain 0.049 against 0.054, the held-out pictures' 0.038, and
+objects on plain grounds rather than grainy colour fields), uniform timesteps of a 1000-step linear
+DDPM schedule, an exponential moving average of the weights is what is saved. With it the
+``diffusion`` generator works offline with ``text2mesh-tiny``. Deterministic for a given seed and
+thread count. Last run (1 thread on a shared 2-core machine, 2800 steps of 16 pictures): 17.1
+minutes; held-out v-prediction error 0.2075; unguided 50-step samples: pixel spread 0.184 (held-out
+pictures 0.240), grain 0.049 (0.038). Demo-grade: blurry objects in muddy colours on light grounds.
+Saved atomically as a diffusers folder (``config.json`` + safetensors + ``scheduler_config.json``)
+in ``text2mesh/assets/text2mesh-tiny-diffusion``.
 
     python scripts/train_tiny_diffusion.py                    # the shipped model (about 17 minutes, 1 thread)
     python scripts/train_tiny_diffusion.py --steps 20 --out /tmp/tiny-diffusion   # a quick smoke run

@@ -128,7 +128,7 @@ def tiny_config(**imagine_settings):
     settings = {"generator": "diffusion", "diffusion": "text2mesh-tiny-diffusion", "size": [32, 32], "steps": 20,
                 "n_cutouts": 8, "gif_frames": 5, **imagine_settings}
     return load_config(overrides={"guidance": {"clip_model": "text2mesh-tiny"}, "imagine": settings,
-                                  "optim": {"seed": 3}})
+                                  "optim": {"seed": 2}})
 
 
 def mean_colour(image):

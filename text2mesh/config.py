@@ -153,7 +153,7 @@ class ImagineConfig:
     diffusion_flags: str | None = None  # diffusion: a guided-diffusion .pt's model flags ("--image_size 256 ..."), unless a published one
     steps: int = 50  # diffusion: DDIM steps over the model's schedule
     # diffusion: strength of the CLIP gradient on the noisy sample (per pixel of area: one scale for any size); 0: unguided
-    guidance_scale: float = 1.0
+    guidance_scale: float = 0.5
     skip_steps: int = 0  # diffusion: start this many steps in, from the --init-image noised to that step
     range_weight: float = 0.0  # diffusion: penalty on predicted pixels outside the colour range (Disco's range loss)
     tv_weight: float = 0.0  # diffusion: total-variation penalty on the predicted picture (smoothness)

@@ -85,5 +85,7 @@ def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:
     """
     import torch
 
+    if is_sampler(cfg.imagine.generator):
+        raise ConfigError(f"the {cfg.imagine.generator} generator samples its picture: it has no canvas to build")
     build = generator_module(cfg.imagine.generator).build
     return build(cfg, init, torch.Generator().manual_seed(cfg.optim.seed + CANVAS_SEED_OFFSET))

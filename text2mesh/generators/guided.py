@@ -37,7 +37,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from .pretrained import load_renamed, read_checkpoint
 
-__all__ = ["KNOWN_FLAGS", "diffusers_state_dict", "parse_flags", "scheduler_config", "unet_config"]
+__all__ = ["KNOWN_FLAGS", "diffusers_state_dict", "load_guided", "parse_flags", "scheduler_config", "unet_config"]
 
 _LSUN = ("--attention_resolutions 32,16,8 --class_cond False --diffusion_steps 1000 --dropout 0.1 --image_size 256 "
          "--learn_sigma True --noise_schedule linear --num_channels 256 --num_head_channels 64 --num_res_blocks 2 "
