@@ -19,7 +19,12 @@ The diffusion generator (``--diffusion``, default the shipped tiny model, at the
 is timed per sampling step, beside its parts: the UNet's own cost (a forward pass, all an unguided
 step needs, and a forward and backward pass, what guidance adds to it) and the guidance's CLIP work
 (the cutouts of the predicted picture through CLIP forward and backward); the printed ratio is the
-CLIP work over the UNet's forward and backward.
+CLIP work over the UNet's forward and backward. Last run (1 thread of a shared 2-core CPU, 16
+cutouts, medians of 6): the tiny models (32 px) 43.9 ms a guided step, UNet forward 12.8 ms,
+forward+backward 24.4 ms, CLIP guidance 17.3 ms = 0.71x the UNet's forward+backward (a guided step
+3.4x an unguided one); with ViT-B-32 (random weights, the real model's cost) the CLIP work is
+4.1 s, 166x the tiny UNet's forward+backward and 10.9x that of a random 35.7M-parameter UNet of
+google/ddpm-cifar10-32's shape (422 ms; 5.4 s a guided step, 27x an unguided one).
 """
 
 from __future__ import annotations
