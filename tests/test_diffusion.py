@@ -203,6 +203,8 @@ def test_cli_samples_a_diffusers_folder_and_writes_the_run_folder(unet_folder, t
     assert load_image_run(out).image.shape == (3, 16, 16)
     code, err = run_cli(["imagine", "--resume", str(out)], capsys)
     assert code == 1 and "keeps no state to resume" in err and len(err.strip().splitlines()) == 1, err
+    code, err = run_cli(["export", str(out)], capsys)  # the mesh commands: a picture, not a mesh
+    assert code == 1 and "has no checkpoint.pt" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_cli_variations_and_vary_of_a_diffusion_run(unet_folder, tmp_path, capsys):

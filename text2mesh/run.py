@@ -80,6 +80,9 @@ class RunFolder:
     def open(cls, path: str | Path) -> RunFolder:
         """An existing run folder with a checkpoint (for resume / load_run)."""
         run = cls(path)
+        if run.config.is_file() and not run.checkpoint.is_file():
+            raise RunFolderError(f"{run.path} has no {CHECKPOINT} to continue or reload from (a picture of imagine's "
+                                 "diffusion generator keeps none); give a folder written by text2mesh stylize or imagine")
         if not run.checkpoint.is_file() or not run.config.is_file():
             raise RunFolderError(f"{run.path} is not a run folder (no {CHECKPOINT} and {CONFIG}); give a folder written by text2mesh stylize or imagine")
         run.renders.mkdir(exist_ok=True)
