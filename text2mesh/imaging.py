@@ -431,6 +431,13 @@ def _prepare(
     cfg = with_prompts(config if config is not None else load_config(), prompt, prompts, image_prompts, negatives)
     if init_image is not None:
         cfg.imagine.init_image = str(Path(init_image).resolve())
+    from .generators.diffusion import TINY_DIFFUSION
+    from .generators.vqgan import TINY_VQGAN
+
+    for field in ("vqgan", "diffusion"):  # a local model by its full path, so the saved config works from anywhere
+        spec = getattr(cfg.imagine, field)
+        if spec and spec not in (TINY_VQGAN, TINY_DIFFUSION) and Path(spec).expanduser().exists():
+            setattr(cfg.imagine, field, str(Path(spec).expanduser().resolve()))
     check_generator(cfg)
     if cfg.imagine.prompt_schedule:
         if any(not entry.strip() for entry in cfg.imagine.prompt_schedule):
