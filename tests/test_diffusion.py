@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stylize_helpers import run_cli
 
 pytest.importorskip("diffusers", reason="the diffusion generator uses diffusers' UNet2DModel and DDIMScheduler")
 from diffusers import DDIMScheduler, UNet2DModel
 
-from text2mesh.cli import main
 from text2mesh.config import load_config
 from text2mesh.errors import ConfigError
 from text2mesh.generators.diffusion import (
@@ -177,22 +177,13 @@ def test_the_same_seed_gives_the_same_picture(tiny_clip):
     assert (imagine("a blue image", other, clip=tiny_clip).image - first.image).abs().mean() > 0.02
 
 
-def run_cli(argv, capsys) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
-
-
 FAST = ["--clip-model", "text2mesh-tiny", "--steps", "4", "--size", "16", "16", "--quiet",
         "--set", "imagine.n_cutouts=2", "--set", "imagine.gif_frames=2"]
 
 
 def test_cli_samples_a_diffusers_folder_and_writes_the_run_folder(unet_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    code, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "--diffusion", str(unet_folder),
+    code, _, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "--diffusion", str(unet_folder),
                          "-o", str(out), *FAST], capsys)
     assert code == 0, err
     for name in ("image.png", "progress.gif", "config.yaml", "loss.csv"):
@@ -201,15 +192,15 @@ def test_cli_samples_a_diffusers_folder_and_writes_the_run_folder(unet_folder, t
         assert gif.size == (16, 16) and gif.n_frames == 2
     assert len((out / "loss.csv").read_text().splitlines()) == 1 + 4  # a header and one row per step
     assert load_image_run(out).image.shape == (3, 16, 16)
-    code, err = run_cli(["imagine", "--resume", str(out)], capsys)
+    code, _, err = run_cli(["imagine", "--resume", str(out)], capsys)
     assert code == 1 and "keeps no state to resume" in err and len(err.strip().splitlines()) == 1, err
-    code, err = run_cli(["export", str(out)], capsys)  # the mesh commands: a picture, not a mesh
+    code, _, err = run_cli(["export", str(out)], capsys)  # the mesh commands: a picture, not a mesh
     assert code == 1 and "has no checkpoint.pt" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_cli_variations_and_vary_of_a_diffusion_run(unet_folder, tmp_path, capsys):
     out = tmp_path / "vars"
-    code, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "--diffusion", str(unet_folder),
+    code, _, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "--diffusion", str(unet_folder),
                          "--variations", "2", "--seed", "5", "-o", str(out), *FAST], capsys)
     assert code == 0, err
     assert (out / "contact_sheet.png").is_file() and (out / "seed-6" / "image.png").is_file()
@@ -239,7 +230,7 @@ def test_cli_a_missing_or_unreadable_model_is_one_line_within_seconds(tmp_path, 
     spec = spec.format(missing=tmp_path / "nowhere", not_a_model=tmp_path / "empty", broken=tmp_path / "broken",
                        missing_pt=tmp_path / "nowhere.pt", unknown_pt=tmp_path / "mine.pt")
     start = time.monotonic()
-    code, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "--diffusion", spec,
+    code, _, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "--diffusion", spec,
                          "-o", str(tmp_path / "run"), *FAST], capsys)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert time.monotonic() - start < 10 and not (tmp_path / "run").exists()
@@ -253,7 +244,7 @@ def test_cli_a_missing_or_unreadable_model_is_one_line_within_seconds(tmp_path, 
 ])
 def test_cli_bad_diffusion_settings_are_one_line(unet_folder, tmp_path, capsys, argv, message):
     argv = [a.format(unet=unet_folder) for a in argv]
-    code, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "-o", str(tmp_path / "run"), *FAST,
+    code, _, err = run_cli(["imagine", "a red image", "--generator", "diffusion", "-o", str(tmp_path / "run"), *FAST,
                          *argv], capsys)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
 

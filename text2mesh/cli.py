@@ -182,7 +182,7 @@ def _echo_first_files(run_dir: Path) -> None:
 def export_command(run_dir, fmt, texture, no_displacement, output) -> None:
     """Re-export a finished or interrupted run's mesh, without re-optimizing."""
     from .api import load_run
-    from .export.runs import export_run
+    from .export.runs import export_name, export_run
 
     fmt = _export_format(fmt, output)
     result = load_run(run_dir)
@@ -190,9 +190,8 @@ def export_command(run_dir, fmt, texture, no_displacement, output) -> None:
         faces = len(result.faces)
         click.echo(f"baking a {texture}x{texture} texture for {faces} faces (UV unwrapping takes ~20 s per 50k faces)", err=True)
     if output is None:
-        stem = Path(result.prepared.source).stem or "mesh"
-        suffix = ("_base_shape" if no_displacement else "") + (f"_texture{texture}" if texture else "")
-        output = Path(run_dir) / f"{stem}_stylized{suffix}.{fmt}"
+        output = Path(run_dir) / export_name(result.prepared.source, fmt, texture=texture,
+                                             displacement=not no_displacement)
     for path in export_run(result, output, fmt=fmt, texture=texture, displacement=not no_displacement):
         click.echo(str(path))
 

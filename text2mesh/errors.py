@@ -6,6 +6,13 @@ wrong and what to do. The CLI prints that line and exits non-zero; anything else
 """
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a foreign exception's message (at most ``limit`` characters), or its type
+    name when it has none: what a one-line error quotes of a library's multi-line complaint."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class Text2MeshError(Exception):
     """Base class: a user-facing problem with a one-line message."""
 

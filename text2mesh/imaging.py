@@ -45,7 +45,7 @@ from .generators.strokes import StrokeCanvas
 from .guidance.objective import Objective, Term
 from .optimize import Callback, Every, Loop, ProgressBar
 from .run import RunFolder, read_losses
-from .targets import Target, build_targets, split_weight
+from .targets import Target, build_targets, prompt_spec, split_weight, with_prompts
 
 __all__ = [
     "ImageResult",
@@ -136,8 +136,6 @@ def run_targets(cfg: Config) -> list[Target]:
 def stage_configs(cfg: Config) -> list[Config]:
     """One config per stage of ``imagine.prompt_schedule`` (its entry in place of the main prompt,
     the other targets kept), or just ``cfg``."""
-    from .targets import prompt_spec
-
     stages = []
     for entry in cfg.imagine.prompt_schedule:
         stage = copy.deepcopy(cfg)
@@ -303,6 +301,11 @@ def _uint8(image: Tensor) -> np.ndarray:
     return (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def frame_every(steps: int, cfg: Config) -> int:
+    """Steps between two progress frames, so a run of ``steps`` leaves about ``imagine.gif_frames``."""
+    return max(1, math.ceil(steps / max(1, cfg.imagine.gif_frames)))
+
+
 @torch.no_grad()
 def final_image(canvas: Canvas, cfg: Config) -> Tensor:
     """The canvas at the output size: [3, H, W] float32 in [0, 1] on the CPU."""
@@ -330,9 +333,8 @@ class _RunWriter(Callback):
 
     def callbacks(self) -> list[Callback]:
         cfg = self.session.cfg
-        every = max(1, math.ceil(cfg.optim.iters / max(1, cfg.imagine.gif_frames)))
         return [
-            Every(every, self.frame),
+            Every(frame_every(cfg.optim.iters, cfg), self.frame),
             Every(cfg.optim.checkpoint_every, self.checkpoint, on_interrupt=True),
         ]
 
@@ -426,8 +428,6 @@ def _prepare(
     negatives: Sequence[str],
     init_image: str | Path | None,
 ) -> Config:
-    from .targets import with_prompts
-
     cfg = with_prompts(config if config is not None else load_config(), prompt, prompts, image_prompts, negatives)
     if init_image is not None:
         cfg.imagine.init_image = str(Path(init_image).resolve())
@@ -445,8 +445,6 @@ def _prepare(
         if cfg.imagine.change_every < 1:
             raise ConfigError(f"--change-every must be at least 1, got {cfg.imagine.change_every}")
         if not cfg.prompts:
-            from .targets import prompt_spec
-
             cfg.prompts = [prompt_spec(cfg.imagine.prompt_schedule[0].strip())]
     output_size(cfg)
     working_size(cfg)

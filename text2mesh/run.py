@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import RunFolderError
+from .errors import RunFolderError, first_line
 from .export.files import write_bytes_atomic
 
 CHECKPOINT = "checkpoint.pt"
@@ -124,8 +124,7 @@ class RunFolder:
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise RunFolderError(f"cannot read {self.checkpoint}: {reason}") from None
+            raise RunFolderError(f"cannot read {self.checkpoint}: {first_line(exc, 200)}") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RunFolderError(f"{self.checkpoint} is not a text2mesh checkpoint of this version")
         return state

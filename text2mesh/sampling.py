@@ -13,7 +13,6 @@ re-noises the parent's picture part of the way and samples it again with new see
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .generators.diffusion import DiffusionModel, Guidance, load_diffusion, samp
 from .imaging import (
     IMAGE,
     LOOP_SEED_OFFSET,
+    PROGRESS,
     CutoutScore,
     ImageResult,
     _device_and_clip,
@@ -34,6 +34,7 @@ from .imaging import (
     _uint8,
     clear_frames,
     cutout_schedule,
+    frame_every,
     imagine,
     load_picture,
     run_objectives,
@@ -69,7 +70,7 @@ def sampled_run_config(run_dir: str | Path) -> Config | None:
 
 
 def diffusion_model(cfg: Config) -> DiffusionModel:
-    """The run's diffusion model (on the CPU), checked against its steps (before CLIP loads)."""
+    """The run's diffusion model (where the last run left it), checked against its steps (before CLIP loads)."""
     model = load_diffusion(cfg.imagine.diffusion, cfg.imagine.diffusion_flags)
     model.scheduler(cfg.imagine.steps)
     return model
@@ -91,7 +92,7 @@ def _run_sampler(cfg: Config, model: DiffusionModel, guidance: Guidance, run: Ru
     predicted picture in ``run``; returns the picture [3, H, W] in [0, 1] at the output size."""
     im = cfg.imagine
     state = SamplingProgress(im.steps - im.skip_steps)
-    every = max(1, math.ceil(state.total / max(1, im.gif_frames)))
+    every = frame_every(state.total, cfg)
     preview = _preview_size(output_size(cfg))
     if run is not None:
         clear_frames(run)
@@ -139,7 +140,7 @@ def load_sampled_run(run_dir: str | Path, cfg: Config) -> ImageResult:
     run = RunFolder(run_dir)
     image = resize_image(load_picture(run.path / IMAGE, "the run's image"), output_size(cfg))
     losses = read_losses(run.losses) if run.losses.is_file() else []
-    files = [p for p in (run.path / IMAGE, run.path / "progress.gif") if p.is_file()]
+    files = [p for p in (run.path / IMAGE, run.path / PROGRESS) if p.is_file()]
     return ImageResult(cfg, None, image, losses, run.path, files)
 
 
@@ -154,6 +155,8 @@ def vary_sampled(parent_dir: str | Path, parent_cfg: Config, strength: float, n:
     redo = steps if steps is not None else round(min(strength, 1.0) * total)
     if not 0 <= redo <= total:
         raise ConfigError(f"--iters for a diffusion run counts its steps to sample again: 0 to {total}, got {redo}")
+    if redo:
+        _, clip = _device_and_clip(parent_cfg, clip)  # loaded once for all the variations
     results = []
     for k in range(n):
         cfg = copy.deepcopy(parent_cfg)

@@ -106,8 +106,7 @@ def split_prompt(prompt: str) -> list[str]:
     (1 when it gives none; a negative one pushes away)."""
     if "|" not in prompt:
         return [prompt_spec(prompt)]
-    return [part.strip() if split_weight(part.strip())[0] != part.strip() else prompt_spec(part.strip())
-            for part in prompt.split("|")]
+    return [part.strip() for part in prompt.split("|")]
 
 
 def prompt_spec(prompt: str) -> str:

@@ -48,6 +48,13 @@ def style_color_fn(result) -> SurfaceColorFn:
     return color
 
 
+def export_name(source: str | Path, fmt: str, *, texture: int = 0, displacement: bool = True) -> str:
+    """The file name ``text2mesh export`` gives a run's mesh by default:
+    ``<mesh>_stylized[_base_shape][_texture<N>].<fmt>`` (``source``: the input mesh's path)."""
+    suffix = ("" if displacement else "_base_shape") + (f"_texture{texture}" if texture else "")
+    return f"{Path(source).stem or 'mesh'}_stylized{suffix}.{fmt}"
+
+
 def export_run(
     result,
     path: str | Path,

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..guidance.clip import ASSETS_DIR
+from .base import resize_image
 from .pretrained import frozen_pretrained, require_cached
 
 if TYPE_CHECKING:
@@ -173,9 +174,10 @@ def _load(spec: str, flags: str | None) -> DiffusionModel:
     return _from_diffusers(spec, _hub_subfolder(spec))
 
 
-def load_diffusion(spec: str, flags: str | None = None, device: str | torch.device = "cpu") -> DiffusionModel:
-    """A frozen diffusion model from ``spec`` (see the module docstring), on ``device``; the last
-    two loaded stay in memory (variations and jobs reuse them).
+def load_diffusion(spec: str, flags: str | None = None, device: str | torch.device | None = None) -> DiffusionModel:
+    """A frozen diffusion model from ``spec`` (see the module docstring), on ``device`` (None:
+    wherever it is, the CPU when first loaded); the last two loaded stay in memory (variations
+    and jobs reuse them, without a trip to the CPU and back).
 
     Args:
         spec: the model.
@@ -183,7 +185,8 @@ def load_diffusion(spec: str, flags: str | None = None, device: str | torch.devi
     Raises:
         ConfigError: in one line, for a missing, unreadable or unsupported model.
     """
-    return _load(spec, flags).to(device)
+    model = _load(spec, flags)
+    return model if device is None else model.to(device)
 
 
 def check(cfg: Config) -> None:
@@ -229,7 +232,7 @@ class Guidance:
 
     def loss(self, x0: Tensor, step: int) -> tuple[Tensor, dict[str, float]]:
         """Total loss of a predicted clean picture x0 [1, 3, H, W] in the model's range [-1, 1]."""
-        clip_loss, parts = self.score((x0 + 1) / 2, step)
+        clip_loss, _ = self.score((x0 + 1) / 2, step)
         total = clip_loss
         parts = {"clip": float(clip_loss.detach())}
         for name, weight, penalty in (("range", self.range_weight, range_penalty), ("tv", self.tv_weight, tv_penalty)):
@@ -269,7 +272,7 @@ def start_sample(scheduler, size: tuple[int, int], timestep: Tensor, generator: 
     noise = torch.randn((1, 3, *size), generator=generator)
     if init is None:
         return noise * scheduler.init_noise_sigma
-    clean = F.interpolate(init[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True) * 2 - 1
+    clean = resize_image(init.float(), size)[None] * 2 - 1
     return scheduler.add_noise(clean, noise, timestep.reshape(1))
 
 

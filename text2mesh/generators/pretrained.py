@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 __all__ = ["frozen_pretrained", "load_renamed", "read_checkpoint", "require_cached"]
 
@@ -41,8 +41,7 @@ def frozen_pretrained(cls, source: str | Path, what: str, way_out: str, **kwargs
     try:
         model = cls.from_pretrained(source, low_cpu_mem_usage=False, **kwargs)
     except Exception as exc:  # noqa: BLE001 - hub, network and file errors all end here
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ConfigError(f"cannot load {what} {source} ({reason}); download it on a connected machine, "
+        raise ConfigError(f"cannot load {what} {source} ({first_line(exc, 160)}); download it on a connected machine, "
                           f"or pass {way_out}") from None
     return model.eval().requires_grad_(False)
 
@@ -54,8 +53,7 @@ def read_checkpoint(path: Path, what: str, *, weights_only: bool = True) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ConfigError(f"cannot read {what} {path}: {reason}") from None
+        raise ConfigError(f"cannot read {what} {path}: {first_line(exc, 200)}") from None
 
 
 def load_renamed(model, state: dict, mismatch: str, fix: str):

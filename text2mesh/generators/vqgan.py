@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..guidance.clip import ASSETS_DIR
 from .base import Canvas, resize_image, working_size
 from .pretrained import frozen_pretrained, load_renamed, read_checkpoint, require_cached
 
@@ -45,7 +46,6 @@ __all__ = [
 
 LR = 0.1
 TINY_VQGAN = "text2mesh-tiny-vqgan"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 VQGAN_NEEDED = ("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming model.ckpt "
                 "(with its model.yaml), a diffusers VQModel folder or a hub id")
 VQGAN_WAY_OUT = f"a local folder or {TINY_VQGAN}"
@@ -53,7 +53,7 @@ VQGAN_WAY_OUT = f"a local folder or {TINY_VQGAN}"
 
 def tiny_vqgan_path() -> Path:
     """The shipped tiny VQ autoencoder (a diffusers VQModel folder)."""
-    return ASSETS / TINY_VQGAN
+    return ASSETS_DIR / TINY_VQGAN
 
 
 def _vq_model_class():
@@ -175,6 +175,11 @@ def load_vqgan(spec: str, device: str | torch.device = "cpu"):
     return frozen_pretrained(VQModel, spec, "VQGAN", VQGAN_WAY_OUT).to(device)
 
 
+def upscale(model) -> int:
+    """How many pixels a latent covers along each side: 2 per level after the first."""
+    return 2 ** (len(model.config.block_out_channels) - 1)
+
+
 def _quantize_straight_through(z: Tensor, codebook: Tensor) -> Tensor:
     """Each latent vector replaced by its nearest code, gradients passed through to ``z``
     unchanged (as the VQGAN-CLIP scripts do). z: [1, D, h, w]; codebook: [K, D]."""
@@ -214,7 +219,7 @@ class VQGANCanvas(Canvas):
         codebook = self.codebook
         if init is not None:
             with torch.no_grad():
-                scale = 2 ** (len(model.config.block_out_channels) - 1)
+                scale = upscale(model)
                 pixels = resize_image(init.float(), (grid[0] * scale, grid[1] * scale))[None] * 2 - 1
                 start = model.quant_conv(model.encoder(pixels.to(codebook.device)))
         else:
@@ -235,14 +240,14 @@ class VQGANCanvas(Canvas):
         quantized = _quantize_straight_through(self.z, self.codebook)
         decoded = self.model.decode(quantized, force_not_quantize=True).sample
         picture = _clamp_straight_through((decoded[0] + 1) / 2)
-        return picture if tuple(picture.shape[-2:]) == tuple(size) else resize_image(picture, size)
+        return resize_image(picture, size)
 
 
 def vqgan_canvas(spec: str, size: tuple[int, int], *, init: Tensor | None = None,
                  generator: torch.Generator | None = None) -> VQGANCanvas:
     """A VQGAN canvas whose decoded picture covers ``size`` = (H, W)."""
     model = load_vqgan(spec)
-    scale = 2 ** (len(model.config.block_out_channels) - 1)
+    scale = upscale(model)
     grid = (max(1, round(size[0] / scale)), max(1, round(size[1] / scale)))
     return VQGANCanvas(model, grid, init=init, generator=generator)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import ClipError
+from ..errors import ClipError, first_line
 
 __all__ = [
     "SHIPPED_MODELS",
@@ -279,11 +279,6 @@ def _resolve_weights(name: str, pretrained: str | None, checkpoint: str | os.Pat
     return _Weights(None, preprocess, quick_gelu)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
 def load_clip(
     name: str = "ViT-B-32",
     pretrained: str | None = "openai",
@@ -319,7 +314,7 @@ def load_clip(
             require_pretrained=True,
         )
     except Exception as exc:  # noqa: BLE001 -- torch.load / load_state_dict fail with many types for a bad file
-        raise ClipError(f"cannot load CLIP {name} weights from {source}: {_first_line(exc)}") from None
+        raise ClipError(f"cannot load CLIP {name} weights from {source}: {first_line(exc)}") from None
     logger.info("loaded CLIP %s from %s", name, source)
     return ClipModel(model, open_clip.get_tokenizer(name), name, source)
 

@@ -156,14 +156,18 @@ def _check_mesh(path: Path) -> None:
 
 def textured_glb(run: Path, size: int) -> Path:
     """``<mesh>_stylized_texture<size>.glb`` in the run folder, baked from the style field if missing
-    (what ``text2mesh export RUN --texture SIZE`` writes)."""
+    (what ``text2mesh export RUN --texture SIZE`` writes); the run is loaded only to bake it."""
+    from ..export.runs import export_name
+
+    baked = sorted(run.glob(export_name("*", "glb", texture=size)))
+    if baked:
+        return baked[0]
     from ..api import load_run
     from ..export.runs import export_run
 
     result = load_run(run)
-    path = run / f"{Path(result.prepared.source).stem or 'mesh'}_stylized_texture{size}.glb"
-    if not path.is_file():
-        export_run(result, path, fmt="glb", texture=size)
+    path = run / export_name(result.prepared.source, "glb", texture=size)
+    export_run(result, path, fmt="glb", texture=size)
     return path
 
 
