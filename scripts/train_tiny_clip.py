@@ -98,9 +98,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 # level of the training surfaces; shape_crop: smallest crop of a 3D sample (share of its area).
 MODEL_DEFAULTS = {
     TINY_MODEL: {"seed": 0, "steps": 800, "shape_batch": 0, "threads": 1, "tint": 0.0, "subdivisions": 4,
-                 "shape_crop": 0.08, "class_weight": 0.0},
+                 "shape_crop": 0.08, "class_weight": 0.0, "close_ups": 0.0},
     TINY_JUDGE: {"seed": 1, "steps": 1500, "shape_batch": 96, "threads": 2, "tint": 0.0, "subdivisions": 5,
-                 "shape_crop": 0.5, "class_weight": 0.0},
+                 "shape_crop": 0.5, "class_weight": 0.0, "close_ups": 0.0},
 }
 HELD_OUT_MESHES = ("meshes/vase.obj", "meshes/dog.obj", "meshes/human.obj")
 # The judge's training surfaces (what the shipped judge was trained on: no rounded boxes, and none
@@ -126,6 +126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tint", type=float, default=None, help="share of colours that only tint grey")
     parser.add_argument("--subdivisions", type=int, default=None, help="icosphere level of the training surfaces")
     parser.add_argument("--shape-crop", type=float, default=None, help="smallest crop of a 3D sample (area share)")
+    parser.add_argument("--close-ups", type=float, default=None,
+                        help="share of the 3D views that are close-ups, as the stylizer's geometry crops show a surface")
     parser.add_argument("--class-weight", type=float, default=None,
                         help="weight of the class loss: each 3D sample against the five surface prompts and each "
                              "picture against the four pattern prompts (hard negatives that differ in one word)")
@@ -222,7 +224,7 @@ def held_out_meshes(g: torch.Generator) -> tuple[list[tuple[torch.Tensor, torch.
     from text2mesh.config import MeshConfig
     from text2mesh.mesh import prepare_mesh
 
-    cfg = MeshConfig(max_edge=None, max_faces=8000)
+    cfg = MeshConfig(max_edge=None, max_faces=20000)
     torus = trimesh.creation.torus(0.7, 0.3, major_sections=96, minor_sections=48)
     sources = [PROJECT / path for path in HELD_OUT_MESHES] + [torus]
     meshes = []
@@ -233,7 +235,7 @@ def held_out_meshes(g: torch.Generator) -> tuple[list[tuple[torch.Tensor, torch.
     return [meshes[int(i)] for i in which], which
 
 
-def surface_eval_bank(seed: int, size: int = 128) -> tuple[ShapeBank, torch.Tensor]:
+def surface_eval_bank(seed: int, size: int = 128, close_ups: float = 0.0) -> tuple[ShapeBank, torch.Tensor]:
     """Renders of the held-out meshes, each with one of the surface words (no speckled ones), and
     which held-out mesh each render shows ([N] index into HELD_OUT_NAMES). Drawn at ``size`` and
     shrunk to the model's input by its preprocessing, as the stylizer's 224-pixel renders are
@@ -241,28 +243,35 @@ def surface_eval_bank(seed: int, size: int = 128) -> tuple[ShapeBank, torch.Tens
     g = torch.Generator().manual_seed(seed)
     views, passes = 3, 2
     meshes, which = held_out_meshes(g)
-    bank = render_bank(meshes, g, views=views, passes=passes, size=size, speckled_fraction=0.0)
+    bank = render_bank(meshes, g, views=views, passes=passes, size=size, speckled_fraction=0.0, close_ups=close_ups)
     return bank, which.repeat_interleave(views * passes)
 
 
-def evaluate(clip: ClipModel, n: int, size: int, seed: int, surfaces: tuple[ShapeBank, torch.Tensor]
-             ) -> dict[str, float]:
+def surface_eval_banks(seed: int) -> dict[str, tuple[ShapeBank, torch.Tensor]]:
+    """The held-out surface renders, keyed by the suffix of their scores: whole framed views
+    ("surface") and close-ups as the stylizer's geometry crops show a surface ("surface_close")."""
+    return {"surface": surface_eval_bank(seed), "surface_close": surface_eval_bank(seed, close_ups=1.0)}
+
+
+def evaluate(clip: ClipModel, n: int, size: int, seed: int,
+             surfaces: dict[str, tuple[ShapeBank, torch.Tensor]]) -> dict[str, float]:
     """Held-out accuracies: colour on plain objects, colour on shaded 3D-looking ones, pattern on
-    all, surface on renders of held-out meshes (all of them, then each mesh alone)."""
+    all, surface on renders of held-out meshes (per kind of view: all of them, then each mesh alone)."""
     g = torch.Generator().manual_seed(seed)
     plain = make_batch(n, size, g, plain_fraction=1.0)
     shaded = make_batch(n, size, g, plain_fraction=1.0, white_background=1.0, shaded=1.0)
     mixed = make_batch(n, size, g, plain_fraction=1.0 / len(PATTERNS))
-    bank, which = surfaces
-    rendered = bank_batch(bank, torch.arange(len(bank.surface)), bank.images.float() / 255, g)
-    hits = zero_shot_hits(clip, rendered, surface_prompts(), rendered.surface)
-    return {
+    scores = {
         "colour": zero_shot_accuracy(clip, plain, colour_prompts(), plain.colour),
         "colour_shaded": zero_shot_accuracy(clip, shaded, colour_prompts(), shaded.colour),
         "pattern": zero_shot_accuracy(clip, mixed, pattern_prompts(), mixed.pattern),
-        "surface": float(hits.float().mean()),
-        **{f"surface_{name}": float(hits[which == i].float().mean()) for i, name in enumerate(HELD_OUT_NAMES)},
     }
+    for key, (bank, which) in surfaces.items():
+        rendered = bank_batch(bank, torch.arange(len(bank.surface)), bank.images.float() / 255, g)
+        hits = zero_shot_hits(clip, rendered, surface_prompts(), rendered.surface)
+        scores[key] = float(hits.float().mean())
+        scores.update({f"{key}_{name}": float(hits[which == i].float().mean()) for i, name in enumerate(HELD_OUT_NAMES)})
+    return scores
 
 
 def training_surface_accuracy(clip: ClipModel, bank: ShapeBank, g: torch.Generator, n: int = 300) -> float:
@@ -308,7 +317,7 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
     bank = None
     if args.shape_batch:
         bases = base_meshes(args.bank_meshes, data, subdivisions=args.subdivisions, kinds=args.bases)
-        bank = render_bank(bases, data, tint=args.tint)
+        bank = render_bank(bases, data, tint=args.tint, close_ups=args.close_ups)
     if bank is not None:
         print(f"rendered {len(bank.surface)} training surfaces in {time.time() - start:.1f}s", flush=True)
     crops = AugmentSpec(1, scale=(args.shape_crop, 1.0), distortion=0.5, p=0.5)
@@ -335,7 +344,7 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
             print(f"step {step:5d}  loss {loss.item():.4f}  scale {model.logit_scale.exp().item():6.2f}  "
                   f"{time.time() - start:6.1f}s", flush=True)
         if args.eval_every and step > 0 and step % args.eval_every == 0:
-            surfaces = surface_eval_bank(args.seed + 20_000)
+            surfaces = surface_eval_banks(args.seed + 20_000)
             frozen = frozen_copy(model, tokenizer, args.arch)
             scores = evaluate(frozen, 220, args.image_size, args.seed + 10_000, surfaces)
             if bank is not None:
@@ -363,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     save_checkpoint(model, args.out)
     minutes = (time.time() - start) / 60
     clip = load_clip(args.arch, checkpoint=args.out)
-    scores = evaluate(clip, args.eval_n, args.image_size, args.seed + 10_000, surface_eval_bank(args.seed + 20_000))
+    scores = evaluate(clip, args.eval_n, args.image_size, args.seed + 10_000, surface_eval_banks(args.seed + 20_000))
     size_mb = args.out.stat().st_size / 2**20
     print(f"saved {args.out} ({size_mb:.1f} MB) after {minutes:.1f} min")
     print_scores(scores)

@@ -14,6 +14,7 @@ from text2mesh.guidance.synthetic_shapes import (
     BASE_KINDS,
     bank_batch,
     base_meshes,
+    close_up,
     displacement,
     frame_content,
     render_bank,
@@ -78,6 +79,19 @@ def test_framing_fills_the_picture_with_a_small_object_and_keeps_its_shape():
     assert (framed[:, 0, :] == 255).all()  # a white margin remains
     blank = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
     assert torch.equal(frame_content(blank), blank)
+
+
+def test_a_close_up_shows_the_object_magnified_as_the_geometry_crops_do():
+    images = torch.full((6, 3, 224, 224), 255, dtype=torch.uint8)
+    images[:, :, 100:124, 150:170] = 40  # a small dark patch off-centre
+    out = close_up(images, 64, (0.1, 0.1), torch.Generator().manual_seed(0))
+    assert out.shape == (6, 3, 64, 64)
+    dark = (out < 128).all(1).flatten(1).float().mean(1)
+    assert (dark > 0.05).all()  # every crop is centred on the object, not on the white around it
+    assert (dark < 0.5).all()  # and is a crop of a tenth of the picture (the patch alone is 1%), not a framing
+    render = render_bank(base_meshes(2, torch.Generator().manual_seed(5), subdivisions=3), torch.Generator(),
+                         views=2, passes=1, size=32, speckled_fraction=0.0, close_ups=1.0)
+    assert render.images.shape == (4, 3, 32, 32) and render.images.float().std() > 10
 
 
 def test_speckled_meshes_are_named_by_no_surface_word():

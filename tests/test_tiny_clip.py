@@ -133,8 +133,9 @@ def test_training_script_is_deterministic_and_its_output_loads(tmp_path):
     first, second = tmp_path / "a.pt", tmp_path / "b.pt"
     scores = script.main(args + ["--out", str(first)])
     script.main(args + ["--out", str(second)])
-    per_mesh = {f"surface_{name}" for name in script.HELD_OUT_NAMES}
-    assert set(scores) == {"colour", "colour_shaded", "pattern", "surface", *per_mesh}
+    surfaces = {f"{key}{mesh}" for key in ("surface", "surface_close")
+                for mesh in ("", *(f"_{name}" for name in script.HELD_OUT_NAMES))}
+    assert set(scores) == {"colour", "colour_shaded", "pattern", *surfaces}
     a, b = torch.load(first), torch.load(second)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_clip(TINY_MODEL, checkpoint=first).image_size == load_clip(TINY_MODEL).image_size

@@ -3,7 +3,7 @@
 A sample is a closed surface (a sphere deformed into an ellipsoid, a rounded box or a blob, or
 any mesh given) displaced along its normals by one of :data:`SURFACES` — ``smooth`` (none),
 ``spiky`` (sharp cones), ``bumpy`` (isolated round bumps), ``ridged`` (parallel sharp grooves)
-or ``wavy`` (broad smooth undulations) — coloured with a colour and a pattern laid out in 3D, or
+or ``wavy`` (smooth parallel undulations) — coloured with a colour and a pattern laid out in 3D, or
 plain grey as the stylizer's geometry pass draws it, and drawn by the project's own renderer with
 the stylizer's lighting on white from random views, framed to fill the picture. One rasterization shades every colour pass
 of a view batch. Everything is drawn from an explicit ``torch.Generator``.
@@ -31,7 +31,7 @@ from .synthetic import (
     captions_for,
 )
 
-__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "displacement", "frame_content", "render_bank", "speckles", "surface_colours"]
+__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "close_up", "displacement", "frame_content", "render_bank", "speckles", "surface_colours"]
 
 GREY = COLOUR_NAMES.index("gray")
 
@@ -166,6 +166,12 @@ def _direction(g: torch.Generator) -> Tensor:
 def displacement(vertices: Tensor, surface: int, g: torch.Generator) -> Tensor:
     """Signed offsets [V] along the normals that give the surface its concept.
 
+    Heights stay within what the style field can make (its default ``normratio`` is 0.1), and
+    every feature spans a few edges of a level-5 icosphere (edge ~0.04) and of the shipped meshes,
+    so that a dome renders round and a spike pointed: the five are told apart by scale and profile
+    (spikes narrow and sharp, domes wide and round, grooves at twice the frequency of the waves and
+    creased where the waves are smooth), not by height.
+
     Args:
         vertices: [V, 3] on the unit sphere (radius 1); surface: index into :data:`SURFACES`.
     """
@@ -175,19 +181,19 @@ def displacement(vertices: Tensor, surface: int, g: torch.Generator) -> Tensor:
         return torch.zeros(len(vertices))
     if name in ("spiky", "bumpy"):
         spiky = name == "spiky"
-        centres = _surface_points(vertices, int(u(25, 60) if spiky else u(10, 25)), g)
+        centres = _surface_points(vertices, int(u(60, 120) if spiky else u(15, 30)), g)
         dist = torch.cdist(vertices, centres)
-        if spiky:  # sharp cones
-            width, height = u(0.07, 0.14), u(0.08, 0.25)
-            return height * ((1 - dist / width).clamp(min=0) ** 2).amax(1)
-        width, height = u(0.08, 0.13), u(0.06, 0.18)  # round bumps
-        return height * torch.exp(-(dist**2) / (2 * width**2)).amax(1)
+        if spiky:  # sharp cones, at least as tall as they are wide
+            width, height = u(0.05, 0.08), u(0.07, 0.1)
+            return height * (1 - dist / width).clamp(min=0).amax(1)
+        radius, height = u(0.15, 0.22), u(0.05, 0.09)  # round domes, wide enough to look round
+        return height * ((1 - (dist / radius) ** 2).clamp(min=0) ** 2).amax(1)
     t = vertices @ _direction(g)
     if name == "ridged":  # parallel grooves: a sharp triangle wave
-        phase = u(0, 1) + t * u(5.0, 9.0)
-        return u(0.04, 0.07) * (1 - 2 * (phase - torch.floor(phase) - 0.5).abs())
-    bend = u(0.0, 0.3) * torch.sin(2 * math.pi * (vertices @ _direction(g)))  # wavy: broad undulations
-    return u(0.06, 0.1) * torch.sin(2 * math.pi * (u(1.8, 3.0) * t + bend) + u(0, 2 * math.pi))
+        phase = u(0, 1) + t * u(7.0, 11.0)
+        return u(0.03, 0.05) * (1 - 2 * (phase - torch.floor(phase) - 0.5).abs())
+    bend = u(0.0, 0.2) * torch.sin(2 * math.pi * (vertices @ _direction(g)))  # wavy: smooth undulations
+    return u(0.04, 0.07) * torch.sin(2 * math.pi * (u(3.5, 5.0) * t + bend) + u(0, 2 * math.pi))
 
 
 def speckles(vertices: Tensor, g: torch.Generator) -> Tensor:
@@ -229,6 +235,8 @@ def render_bank(
     renderer: Renderer | None = None,
     tint: float = 0.0,
     speckled_fraction: float = 0.15,
+    close_ups: float = 0.0,
+    close_up_crop: tuple[float, float] = (0.07, 0.15),
 ) -> ShapeBank:
     """Displace, colour and render every mesh: ``views`` x ``passes`` samples per mesh.
 
@@ -237,6 +245,9 @@ def render_bank(
     of the meshes is speckled instead (:func:`speckles`, surface -1: no word names it); the
     views look at the origin from random azimuths and elevations at the stylizer's distance and
     field of view. ``tint``: see :func:`~text2mesh.guidance.synthetic._colour_values`.
+    A share ``close_ups`` of the views are close-ups instead: what the stylizer's geometry pass
+    shows CLIP, a crop of ``close_up_crop`` (min, max share of the area) of a render at the
+    stylizer's 224 pixels, here centred on a random point of the object, at full sharpness.
     """
     renderer = renderer or Renderer(antialias=False)
     images, colour, second, pattern, surface = [], [], [], [], []
@@ -255,15 +266,48 @@ def render_bank(
         colours = torch.where(grey[:, None, None], torch.full_like(colours, 0.5), colours)
         azimuth = torch.rand(views, generator=g) * 2 * math.pi
         elevation = (torch.randn(views, generator=g) * 0.45).clamp(-1.2, 1.2)
-        cameras = cameras_from_angles(azimuth, elevation, radius=2.0, fov_degrees=60.0, image_size=(size, size))
-        with torch.no_grad():
-            out = renderer.render(displaced, faces, cameras, colours, lighting="sh").images  # [P, B, 3, S, S]
-        images.append(frame_content((out.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, 3, size, size)))
+        close = torch.rand(views, generator=g) < close_ups
+        out = torch.empty(passes, views, 3, size, size, dtype=torch.uint8)
+        for which, side in ((~close, size), (close, CLOSE_UP_RESOLUTION)):
+            if not which.any():
+                continue
+            cameras = cameras_from_angles(azimuth[which], elevation[which], radius=2.0, fov_degrees=60.0,
+                                          image_size=(side, side))
+            with torch.no_grad():
+                drawn = renderer.render(displaced, faces, cameras, colours, lighting="sh").images  # [P, b, 3, s, s]
+            drawn = (drawn.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, 3, side, side)
+            drawn = frame_content(drawn) if side == size else close_up(drawn, size, close_up_crop, g)
+            out[:, which] = drawn.reshape(passes, -1, 3, size, size)
+        images.append(out.reshape(-1, 3, size, size))
         colour.append(c.repeat_interleave(views))
         second.append(s.repeat_interleave(views))
         pattern.append(p.repeat_interleave(views))
         surface.append(torch.full((passes * views,), kind))
     return ShapeBank(*(torch.cat(x) for x in (images, colour, second, pattern, surface)))
+
+
+CLOSE_UP_RESOLUTION = 224  # the stylizer's render size, which its geometry crops cut
+
+
+def close_up(images: Tensor, size: int, crop: tuple[float, float], g: torch.Generator) -> Tensor:
+    """A square crop of each picture, of a random share ``crop`` (min, max) of its area, centred
+    on a random pixel of the object (not white), resized to ``size``.
+
+    Args:
+        images: [N, 3, S, S] uint8 on white. Returns: [N, 3, size, size] uint8.
+    """
+    side = images.shape[-1]
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
+    for i, mask in enumerate((images < 250).any(1)):
+        width = max(2, round(side * math.sqrt(crop[0] + (crop[1] - crop[0]) * float(torch.rand((), generator=g)))))
+        inside = mask.flatten().nonzero().flatten()
+        centre = inside[int(torch.randint(0, len(inside), (1,), generator=g))] if len(inside) else side * side // 2
+        top = min(max(int(centre) // side - width // 2, 0), side - width)
+        left = min(max(int(centre) % side - width // 2, 0), side - width)
+        crop_ = images[i, :, top : top + width, left : left + width].float()
+        resized = F.interpolate(crop_[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i] = resized[0].round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def frame_content(images: Tensor, margin: float = 0.06) -> Tensor:
