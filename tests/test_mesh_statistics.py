@@ -30,11 +30,15 @@ def sphere() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def surfaces(sphere) -> dict[str, torch.Tensor]:
-    """Each surface word's training displacement at half height, with faint per-vertex noise."""
+    """Each surface word's training displacement scaled to a highest point of 0.04 (the training
+    heights run from faint to 0.1), with faint per-vertex noise."""
     vertices, _ = sphere
     noise = 0.0003 * torch.randn(len(vertices), generator=torch.Generator().manual_seed(0))
-    return {name: 0.5 * displacement(vertices, i, torch.Generator().manual_seed(3)) + noise
-            for i, name in enumerate(SURFACES)}
+    out = {}
+    for i, name in enumerate(SURFACES):
+        d = displacement(vertices, i, torch.Generator().manual_seed(3))
+        out[name] = 0.04 * d / d.abs().max().clamp(min=1e-9) + noise
+    return out
 
 
 def test_laplacian_is_zero_on_a_constant_and_matches_the_neighbour_mean_by_hand():
@@ -62,7 +66,7 @@ def test_bumps_are_counted_where_there_are_bumps(sphere, surfaces):
     vertices, faces = sphere
     count = {name: bump_count(d, vertices, faces) for name, d in surfaces.items()}
     assert count["bumpy"] >= 5 and count["spiky"] >= 10
-    assert count["wavy"] <= 2 and count["smooth"] < count["bumpy"]
+    assert count["wavy"] <= 2 and count["ridged"] <= 2 and count["smooth"] < count["bumpy"]  # crests are not bumps
 
 
 def test_stripes_score_high_with_their_bands_and_blotches_score_low(sphere):

@@ -170,7 +170,10 @@ def displacement(vertices: Tensor, surface: int, g: torch.Generator) -> Tensor:
     every feature spans a few edges of a level-5 icosphere (edge ~0.04) and of the shipped meshes,
     so that a dome renders round and a spike pointed: the five are told apart by scale and profile
     (spikes narrow and sharp, domes wide and round, grooves at twice the frequency of the waves and
-    creased where the waves are smooth), not by height.
+    creased where the waves are smooth), not by height. Heights range from faint to full, so
+    that a word's score grows as its feature grows: the slope the optimizer
+    climbs from a smooth start (with full heights only, "a spiky object" scored faint spikes as it
+    scores a smooth surface, and left the sphere smooth).
 
     Args:
         vertices: [V, 3] on the unit sphere (radius 1); surface: index into :data:`SURFACES`.
@@ -183,17 +186,17 @@ def displacement(vertices: Tensor, surface: int, g: torch.Generator) -> Tensor:
         spiky = name == "spiky"
         centres = _surface_points(vertices, int(u(60, 120) if spiky else u(15, 30)), g)
         dist = torch.cdist(vertices, centres)
-        if spiky:  # sharp cones, at least as tall as they are wide
-            width, height = u(0.05, 0.08), u(0.07, 0.1)
+        if spiky:  # sharp cones
+            width, height = u(0.05, 0.08), u(0.03, 0.1)
             return height * (1 - dist / width).clamp(min=0).amax(1)
-        radius, height = u(0.15, 0.22), u(0.05, 0.09)  # round domes, wide enough to look round
+        radius, height = u(0.15, 0.22), u(0.03, 0.09)  # round domes, wide enough to look round
         return height * ((1 - (dist / radius) ** 2).clamp(min=0) ** 2).amax(1)
     t = vertices @ _direction(g)
     if name == "ridged":  # parallel grooves: a sharp triangle wave
         phase = u(0, 1) + t * u(7.0, 11.0)
-        return u(0.03, 0.05) * (1 - 2 * (phase - torch.floor(phase) - 0.5).abs())
+        return u(0.02, 0.05) * (1 - 2 * (phase - torch.floor(phase) - 0.5).abs())
     bend = u(0.0, 0.2) * torch.sin(2 * math.pi * (vertices @ _direction(g)))  # wavy: smooth undulations
-    return u(0.04, 0.07) * torch.sin(2 * math.pi * (u(3.5, 5.0) * t + bend) + u(0, 2 * math.pi))
+    return u(0.025, 0.07) * torch.sin(2 * math.pi * (u(3.5, 5.0) * t + bend) + u(0, 2 * math.pi))
 
 
 def speckles(vertices: Tensor, g: torch.Generator) -> Tensor:

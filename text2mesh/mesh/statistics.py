@@ -77,13 +77,14 @@ def _smoothed(values: Tensor, faces: Tensor, passes: int) -> Tensor:
 
 
 def bump_count(displacement: Tensor, vertices: Tensor, faces: Tensor, top: float = 0.15, radius: float = 0.12,
-               min_height: float = 0.004) -> int:
+               min_height: float = 0.004, roundness: float = 0.4) -> int:
     """Isolated bumps: connected regions of the highest ``top`` share of the displacement's detail
     (lightly smoothed, so single-vertex noise does not count, minus its broad shape; at least
     ``min_height`` and a quarter of the highest detail) of 3 or more vertices that stay within
-    ``radius`` of their centre (radius of gyration; all in unit-sphere units). Bumps and spikes
-    give many; parallel grooves give long bands (too wide to count); broad waves give a few large
-    regions."""
+    ``radius`` of their centre (radius of gyration; all in unit-sphere units) and are round: their
+    narrower spread at least ``roundness`` times their wider one. Bumps and spikes give many;
+    parallel grooves give long bands (too wide to count); waves give a few large regions or
+    short pieces of crest (too elongated)."""
     import trimesh
 
     fine = _smoothed(displacement, faces, 2)
@@ -95,7 +96,10 @@ def bump_count(displacement: Tensor, vertices: Tensor, faces: Tensor, top: float
     count = 0
     for region in regions:
         points = vertices[torch.as_tensor(region)]
-        count += int((points - points.mean(0)).pow(2).sum(1).mean().sqrt() <= radius)
+        centred = points - points.mean(0)
+        spread = torch.linalg.eigvalsh(centred.T @ centred / len(points))  # ascending
+        round_enough = float(spread[1]) >= roundness**2 * float(spread[2])
+        count += int(centred.pow(2).sum(1).mean().sqrt() <= radius and round_enough)
     return count
 
 
