@@ -236,6 +236,11 @@ def run_fresh(args: list[str], files, tmp_path) -> subprocess.CompletedProcess:
         (["imagine", "a red image", "--generator", "diffusion", "--set", "imagine.steps=0"], "imagine.steps"),
         (["imagine", "a red image", "--set", "imagine.guidance_scale=strong"], "imagine.guidance_scale"),
         (["imagine", "a red image", "--set", "imagine.eta=2"], "imagine.eta"),
+        (["imagine", "a red image", "--generator", "vqgan"], "--generator vqgan needs a model"),
+        (["imagine", "a red image", "--generator", "diffusion"], "--generator diffusion needs a model"),
+        (["imagine", "a red image", "--generator", "diffusion", "--diffusion", "text2mesh-tiny-diffusion",
+          "--skip-steps", "3"], "--skip-steps starts from a noised --init-image"),
+        (["imagine", "--prompt-schedule", "a seed^ ^a tree"], "a prompt of --prompt-schedule is empty"),
     ],
 )
 def test_input_mistakes_are_answered_before_torch_is_imported(files, tmp_path, args, message):

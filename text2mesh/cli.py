@@ -282,6 +282,7 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, diffusion, di
                     overwrite, resume_dir, quiet) -> None:
     """Paint a picture that looks like PROMPT (the 2D mode); writes image.png and progress.gif."""
     from .config import dotted_override, load_config, merge_dicts
+    from .generators import check_generator
     from .run import RunFolder, default_run_dir
     from .targets import check_targets, with_prompts
 
@@ -309,6 +310,7 @@ def imagine_command(prompt, output, iters, size, generator, vqgan, diffusion, di
         if prompt is None and not (cfg.prompts or prompts or image_prompts):
             raise ConfigError("give a PROMPT, e.g. text2mesh imagine \"a watercolor of a lighthouse\"")
         check_targets(with_prompts(cfg, prompt, prompts, image_prompts, negatives))  # before torch loads
+        check_generator(cfg)
         name = prompt or (prompts[0] if prompts else "image")
         out_dir = output or default_run_dir("imagine", name)
         if variations == 1:

@@ -431,21 +431,15 @@ def _prepare(
     cfg = with_prompts(config if config is not None else load_config(), prompt, prompts, image_prompts, negatives)
     if init_image is not None:
         cfg.imagine.init_image = str(Path(init_image).resolve())
-    from .generators.diffusion import TINY_DIFFUSION
-    from .generators.vqgan import TINY_VQGAN
+    from .generators.settings import TINY_DIFFUSION, TINY_VQGAN
 
     for field in ("vqgan", "diffusion"):  # a local model by its full path, so the saved config works from anywhere
         spec = getattr(cfg.imagine, field)
         if spec and spec not in (TINY_VQGAN, TINY_DIFFUSION) and Path(spec).expanduser().exists():
             setattr(cfg.imagine, field, str(Path(spec).expanduser().resolve()))
     check_generator(cfg)
-    if cfg.imagine.prompt_schedule:
-        if any(not entry.strip() for entry in cfg.imagine.prompt_schedule):
-            raise ConfigError("a prompt of --prompt-schedule is empty; separate prompts with ^, e.g. \"a seed^a tree\"")
-        if cfg.imagine.change_every < 1:
-            raise ConfigError(f"--change-every must be at least 1, got {cfg.imagine.change_every}")
-        if not cfg.prompts:
-            cfg.prompts = [prompt_spec(cfg.imagine.prompt_schedule[0].strip())]
+    if cfg.imagine.prompt_schedule and not cfg.prompts:
+        cfg.prompts = [prompt_spec(cfg.imagine.prompt_schedule[0].strip())]
     output_size(cfg)
     working_size(cfg)
     cutout_schedule(cfg)

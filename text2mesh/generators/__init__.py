@@ -9,12 +9,15 @@ A generator module holds:
 - ``build(cfg, init, generator) -> Canvas``: the run's canvas from its config (``init``: a
   [3, H, W] init image in [0, 1] or None; ``generator``: the CPU random source of its starting
   parameters), raising ConfigError for bad settings;
-- ``LR``: its Adam learning rate when ``imagine.lr`` is not set;
-- optionally ``check(cfg)``: cheap checks of its settings, made before CLIP loads.
+- ``LR``: its Adam learning rate when ``imagine.lr`` is not set.
+
+Cheap checks of a generator's settings (a model named, diffusion's step rules) live apart, in the
+torch-free :mod:`~text2mesh.generators.settings`, keyed by the generator's name, so the command
+line answers them before torch loads.
 
 A sampler generator (:mod:`~text2mesh.generators.diffusion`) optimizes nothing: instead of a
-Canvas, ``build`` and ``LR`` its module holds ``SAMPLER = True``, ``check(cfg)`` and the sampling
-function that :mod:`text2mesh.imaging` runs step by step (:func:`is_sampler` tells them apart).
+Canvas, ``build`` and ``LR`` its module holds ``SAMPLER = True`` and the sampling function that
+:mod:`text2mesh.imaging` runs step by step (:func:`is_sampler` tells them apart).
 
 To add a generator: write one module here with a Canvas subclass, ``LR`` and
 ``build(cfg, init, generator)``, and add one entry to :data:`REGISTRY`.
@@ -69,10 +72,13 @@ def is_sampler(name: str) -> bool:
 
 
 def check_generator(cfg: Config) -> None:
-    """ConfigError for an unknown ``imagine.generator`` or settings its ``check`` refuses."""
-    check = getattr(generator_module(cfg.imagine.generator), "check", None)
-    if check is not None:
-        check(cfg)
+    """ConfigError for an unknown ``imagine.generator`` or 2D settings that cannot run
+    (:mod:`~text2mesh.generators.settings`); imports no generator, so no torch."""
+    from .settings import check_settings
+
+    if cfg.imagine.generator not in REGISTRY:
+        raise ConfigError(f"unknown generator {cfg.imagine.generator!r}; use one of {', '.join(GENERATORS)}")
+    check_settings(cfg)
 
 
 def build_canvas(cfg: Config, *, init: Tensor | None = None) -> Canvas:

@@ -31,7 +31,7 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,16 +41,13 @@ from ..errors import ConfigError
 from ..guidance.clip import ASSETS_DIR
 from .base import resize_image
 from .pretrained import frozen_pretrained, require_cached
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .settings import TINY_DIFFUSION
 
 __all__ = [
     "TINY_DIFFUSION",
     "DiffusionModel",
     "Guidance",
     "SampleStep",
-    "check",
     "load_diffusion",
     "range_penalty",
     "sample",
@@ -59,10 +56,7 @@ __all__ = [
 ]
 
 SAMPLER = True  # a sampler, not a Canvas the optimization loop moves (see text2mesh.generators)
-TINY_DIFFUSION = "text2mesh-tiny-diffusion"
 WAY_OUT = f"a local folder, a guided-diffusion .pt or {TINY_DIFFUSION}"
-DIFFUSION_NEEDED = (f"--generator diffusion needs a model: --diffusion {TINY_DIFFUSION} (shipped), a diffusers "
-                    "UNet2DModel folder or hub id, or a guided-diffusion .pt file")
 
 
 def tiny_diffusion_path() -> Path:
@@ -187,17 +181,6 @@ def load_diffusion(spec: str, flags: str | None = None, device: str | torch.devi
     """
     model = _load(spec, flags)
     return model if device is None else model.to(device)
-
-
-def check(cfg: Config) -> None:
-    """ConfigError for settings the sampler refuses (checked before CLIP loads)."""
-    im = cfg.imagine
-    if not im.diffusion:
-        raise ConfigError(DIFFUSION_NEEDED)
-    if im.skip_steps >= im.steps:
-        raise ConfigError(f"--skip-steps ({im.skip_steps}) must be below --steps ({im.steps})")
-    if im.skip_steps and im.init_image is None:
-        raise ConfigError("--skip-steps starts from a noised --init-image; give one (or drop --skip-steps)")
 
 
 def range_penalty(x0: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..guidance.clip import ASSETS_DIR
 from .base import Canvas, resize_image, working_size
 from .pretrained import frozen_pretrained, load_renamed, read_checkpoint, require_cached
+from .settings import TINY_VQGAN, check_generator_settings
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -34,7 +35,6 @@ __all__ = [
     "TINY_VQGAN",
     "VQGANCanvas",
     "build",
-    "check",
     "load_taming",
     "load_vqgan",
     "taming_key",
@@ -45,9 +45,6 @@ __all__ = [
 ]
 
 LR = 0.1
-TINY_VQGAN = "text2mesh-tiny-vqgan"
-VQGAN_NEEDED = ("--generator vqgan needs a model: --vqgan text2mesh-tiny-vqgan (shipped), a taming model.ckpt "
-                "(with its model.yaml), a diffusers VQModel folder or a hub id")
 VQGAN_WAY_OUT = f"a local folder or {TINY_VQGAN}"
 
 
@@ -252,13 +249,7 @@ def vqgan_canvas(spec: str, size: tuple[int, int], *, init: Tensor | None = None
     return VQGANCanvas(model, grid, init=init, generator=generator)
 
 
-def check(cfg: Config) -> None:
-    """ConfigError unless ``imagine.vqgan`` names a model (checked before CLIP loads)."""
-    if not cfg.imagine.vqgan:
-        raise ConfigError(VQGAN_NEEDED)
-
-
 def build(cfg: Config, init: Tensor | None, generator: torch.Generator) -> VQGANCanvas:
     """The run's VQGAN canvas: ``imagine.vqgan``'s model, its latent grid covering the working size."""
-    check(cfg)
+    check_generator_settings(cfg)
     return vqgan_canvas(cfg.imagine.vqgan, working_size(cfg), init=init, generator=generator)
