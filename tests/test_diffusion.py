@@ -249,6 +249,30 @@ def test_cli_bad_diffusion_settings_are_one_line(unet_folder, tmp_path, capsys, 
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_hub_model_is_read_from_its_root_or_its_unet_folder_as_the_hub_holds_it(monkeypatch, unet_folder):
+    """A root-level UNet (google/ddpm-*) and a pipeline's unet/ alike, cached or not."""
+    import huggingface_hub
+
+    from text2mesh.generators import diffusion
+    from text2mesh.guidance import clip as hub
+
+    cached: dict[str, str] = {}
+    monkeypatch.setattr(hub, "hf_cached_file", lambda repo, name, cache_dir: cached.get(name))
+    monkeypatch.setattr(huggingface_hub, "file_exists", lambda repo, name: name == "config.json")
+    assert diffusion._hub_subfolder("google/ddpm-celebahq-256") is None  # not cached: the hub says root
+    monkeypatch.setattr(huggingface_hub, "file_exists", lambda repo, name: name == "unet/config.json")
+    assert diffusion._hub_subfolder("someone/a-pipeline") == "unet"
+
+    def offline(repo, name):
+        raise AssertionError("a cached model is found without asking the hub")
+
+    monkeypatch.setattr(huggingface_hub, "file_exists", offline)
+    cached["unet/config.json"] = str(unet_folder / "config.json")
+    assert diffusion._hub_subfolder("someone/a-pipeline") == "unet"
+    cached["config.json"] = str(unet_folder / "config.json")
+    assert diffusion._hub_subfolder("google/ddpm-celebahq-256") is None
+
+
 def test_a_model_loads_once_per_process(unet_folder):
     first = load_diffusion(str(unet_folder))
     assert isinstance(first, DiffusionModel) and load_diffusion(str(unet_folder)).unet is first.unet

@@ -139,9 +139,18 @@ def _from_diffusers(source: str | Path, subfolder: str | None) -> DiffusionModel
 
 
 def _hub_subfolder(spec: str) -> str | None:
+    """Where hub model ``spec`` keeps its UNet: None (the repository's root, as google/ddpm-*) or
+    "unet" (a pipeline's folder); from the cache, else asked of the hub (require_cached has
+    checked that it can be reached)."""
+    from huggingface_hub import file_exists
+
     from ..guidance import clip as hub
 
-    return None if hub.hf_cached_file(spec, "config.json", None) else "unet"
+    if hub.hf_cached_file(spec, "config.json", None):
+        return None
+    if hub.hf_cached_file(spec, "unet/config.json", None):
+        return "unet"
+    return None if file_exists(spec, "config.json") else "unet"
 
 
 @functools.lru_cache(maxsize=2)
