@@ -117,6 +117,25 @@ def test_a_diffusers_folder_loads(tmp_path):
                                    model.decode(z, force_not_quantize=True).sample)
 
 
+def test_a_model_is_read_once_until_its_files_change(tmp_path):
+    """Variations and jobs share one loaded model; a model saved over it is read again."""
+    import os
+
+    small_vqmodel().save_pretrained(tmp_path / "vq")
+    first = load_vqgan(str(tmp_path / "vq"))
+    assert load_vqgan(str(tmp_path / "vq")) is first
+    other = small_vqmodel()
+    with torch.no_grad():
+        other.quantize.embedding.weight.add_(1.0)
+    other.save_pretrained(tmp_path / "vq")
+    later = time.time() + 5  # a coarse file clock must still see the change
+    for name in os.listdir(tmp_path / "vq"):
+        os.utime(tmp_path / "vq" / name, (later, later))
+    reloaded = load_vqgan(str(tmp_path / "vq"))
+    assert reloaded is not first
+    assert torch.equal(reloaded.quantize.embedding.weight, other.quantize.embedding.weight)
+
+
 def test_canvas_snaps_latents_to_codes_and_keeps_gradients_when_saturated():
     model = small_vqmodel().requires_grad_(False)
     canvas = VQGANCanvas(model, (4, 4), generator=torch.Generator().manual_seed(0))

@@ -40,7 +40,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..guidance.clip import ASSETS_DIR
 from .base import resize_image
-from .pretrained import frozen_pretrained, require_cached
+from .pretrained import file_stamp, frozen_pretrained, require_cached
 from .settings import TINY_DIFFUSION
 
 __all__ = [
@@ -154,7 +154,7 @@ def _hub_subfolder(spec: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(spec: str, flags: str | None) -> DiffusionModel:
+def _load(spec: str, flags: str | None, stamp: int | None) -> DiffusionModel:
     if spec == TINY_DIFFUSION:
         path = tiny_diffusion_path()
         if not (path / "config.json").is_file():
@@ -188,7 +188,7 @@ def load_diffusion(spec: str, flags: str | None = None, device: str | torch.devi
     Raises:
         ConfigError: in one line, for a missing, unreadable or unsupported model.
     """
-    model = _load(spec, flags)
+    model = _load(spec, flags, file_stamp(spec))
     return model if device is None else model.to(device)
 
 

@@ -11,7 +11,16 @@ from typing import Any
 
 from ..errors import ConfigError, first_line
 
-__all__ = ["frozen_pretrained", "load_renamed", "read_checkpoint", "require_cached"]
+__all__ = ["file_stamp", "frozen_pretrained", "load_renamed", "read_checkpoint", "require_cached"]
+
+
+def file_stamp(spec: str) -> int | None:
+    """When the local file or folder ``spec`` names last changed (ns; None: not a local path), so
+    that a cache of loaded models keyed on it reloads a model replaced on disk."""
+    path = Path(spec.partition(":")[0] if ".ckpt:" in spec else spec).expanduser()
+    if not path.exists():
+        return None
+    return max(p.stat().st_mtime_ns for p in (path, *(path.iterdir() if path.is_dir() else ())))
 
 
 def require_cached(spec: str, what: str, way_out: str, filenames: Sequence[str] = ("config.json",)) -> None:

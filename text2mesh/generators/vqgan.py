@@ -14,6 +14,7 @@ Where a model comes from (:func:`load_vqgan`):
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,13 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..guidance.clip import ASSETS_DIR
 from .base import Canvas, resize_image, working_size
-from .pretrained import frozen_pretrained, load_renamed, read_checkpoint, require_cached
+from .pretrained import (
+    file_stamp,
+    frozen_pretrained,
+    load_renamed,
+    read_checkpoint,
+    require_cached,
+)
 from .settings import TINY_VQGAN, check_generator_settings
 
 if TYPE_CHECKING:
@@ -150,26 +157,34 @@ def load_taming(checkpoint: Path, config: Path, device: str | torch.device = "cp
                         "give the yaml that came with the checkpoint").to(device)
 
 
-def load_vqgan(spec: str, device: str | torch.device = "cpu"):
-    """A frozen diffusers VQModel from ``spec`` (see the module docstring)."""
+def load_vqgan(spec: str, device: str | torch.device | None = None):
+    """A frozen diffusers VQModel from ``spec`` (see the module docstring), on ``device`` (None:
+    wherever it is, the CPU when first loaded). The last two loaded stay in memory, so variations
+    and jobs read a checkpoint once (a replaced file is read again)."""
+    model = _load(spec, file_stamp(spec))
+    return model if device is None else model.to(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(spec: str, stamp: int | None):
     VQModel = _vq_model_class()
     if spec == TINY_VQGAN:
-        return frozen_pretrained(VQModel, tiny_vqgan_path(), "VQGAN", VQGAN_WAY_OUT).to(device)
+        return frozen_pretrained(VQModel, tiny_vqgan_path(), "VQGAN", VQGAN_WAY_OUT)
     checkpoint, _, config = spec.partition(":") if spec.count(":") == 1 and ".ckpt:" in spec else (spec, "", "")
     path = Path(checkpoint).expanduser()
     if path.suffix == ".ckpt":
         if not path.is_file():
             raise ConfigError(f"VQGAN checkpoint not found: {path}")
-        return load_taming(path, Path(config) if config else path.with_suffix(".yaml"), device)
+        return load_taming(path, Path(config) if config else path.with_suffix(".yaml"))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path} is not a diffusers VQModel folder (no config.json)")
-        return frozen_pretrained(VQModel, path, "VQGAN", VQGAN_WAY_OUT).to(device)
+        return frozen_pretrained(VQModel, path, "VQGAN", VQGAN_WAY_OUT)
     if path.suffix or "/" not in spec:
         raise ConfigError(f"--vqgan {spec}: give {TINY_VQGAN}, a taming model.ckpt (with its model.yaml), "
                           "a diffusers VQModel folder, or a hub id such as owner/name")
     require_cached(spec, "VQGAN", VQGAN_WAY_OUT)
-    return frozen_pretrained(VQModel, spec, "VQGAN", VQGAN_WAY_OUT).to(device)
+    return frozen_pretrained(VQModel, spec, "VQGAN", VQGAN_WAY_OUT)
 
 
 def upscale(model) -> int:
