@@ -98,12 +98,14 @@ def test_refusals_are_one_line_4xx_and_write_nothing(api):
         client.post("/api/jobs", data={"prompt": "x" * 301, "mesh_name": "sphere"}),
         client.post("/api/jobs", data={"prompt": "x", "mesh_name": "../../etc/passwd"}),
         client.post("/api/jobs", data={"prompt": "x", "mesh_name": "sphere", "set": "optim.iterz=3"}),
+        client.post("/api/jobs", data={"prompt": "x" * 301}, files={"mesh": ("big.obj", io.BytesIO(big.getvalue()))}),
     ]
     for response in cases:
         assert 400 <= response.status_code < 500, (response.request.url, response.status_code)
         detail = response.json()["detail"]
         assert isinstance(detail, str) and detail and "\n" not in detail, detail
     assert cases[4].status_code == 413 and cases[5].status_code == 415
+    assert cases[-1].status_code == 400 and "characters" in cases[-1].json()["detail"]  # before the upload is read
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # no upload or job left behind
     assert [r.id for r in service.records()] == [job_id]
 

@@ -97,9 +97,9 @@ def _settings_dict(text: str | None) -> dict[str, Any]:
     return dict(parse_setting(item.strip(), "set") for item in text.split(";") if item.strip())
 
 
-def make_spec(settings: ServeSettings, *, prompt: str, mesh: str | None, preset: str | None = None,
-              seed: int | None = None, iters: int | None = None, overrides: dict[str, Any] | None = None) -> JobSpec:
-    """A job from a request and the server's defaults; HTTP 400 with one line when it is not valid."""
+def check_request(prompt: str | None, iters: int | None) -> str:
+    """The request's prompt, stripped; HTTP 400 in one line for a missing or overlong prompt or
+    iterations out of range (checked before an upload is read)."""
     prompt = (prompt or "").strip()
     if not prompt:
         raise _fail(400, "give a prompt")
@@ -107,6 +107,13 @@ def make_spec(settings: ServeSettings, *, prompt: str, mesh: str | None, preset:
         raise _fail(400, f"the prompt is {len(prompt)} characters; keep it under {MAX_PROMPT}")
     if iters is not None and not 1 <= iters <= MAX_ITERS:
         raise _fail(400, f"iters must be between 1 and {MAX_ITERS}")
+    return prompt
+
+
+def make_spec(settings: ServeSettings, *, prompt: str, mesh: str | None, preset: str | None = None,
+              seed: int | None = None, iters: int | None = None, overrides: dict[str, Any] | None = None) -> JobSpec:
+    """A job from a request and the server's defaults; HTTP 400 with one line when it is not valid."""
+    prompt = check_request(prompt, iters)
     # a page shows GLBs; a picture for a page need not be 512²
     served = {"output.formats": ["glb", "ply", "obj"]} if mesh else {"imagine.size": [256, 256]}
     spec = JobSpec(name="", prompt=prompt, mesh=mesh, preset=preset or settings.preset,
@@ -236,6 +243,7 @@ def create_app(service: JobService, settings: ServeSettings) -> FastAPI:
         """Queue a job: a ``mesh`` upload or the ``mesh_name`` of a shipped mesh (or ``image``:
         a picture), a ``prompt``, optional ``preset``, ``seed``, ``iters`` and ``set`` (JSON or
         KEY=VALUE;KEY=VALUE). Answers ``{"id": ...}``."""
+        check_request(prompt, iters)
         overrides = _settings_dict(set)
         has_upload = mesh is not None and bool(mesh.filename)
         if image:
