@@ -309,3 +309,26 @@ def test_service_cancels_a_running_job_and_runs_the_next(tmp_path, ball):
         service.stop()
     assert {r.id: r.status for r in read_records(tmp_path / "jobs" / "jobs.jsonl")} == {long.id: "cancelled",
                                                                                       short.id: "done"}
+
+
+def test_the_gallery_lists_a_finished_job_once_and_again_when_its_folder_changes(tmp_path, monkeypatch):
+    from text2mesh.jobs.gallery import Gallery
+    from text2mesh.jobs.store import JobStore
+
+    store = JobStore.open(tmp_path)
+    done, _ = store.add([JobSpec(name="a", prompt="a red vase"), JobSpec(name="b", prompt="a blue vase")])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "final.png").write_bytes(b"png")
+    store.update(done.id, status="done", attempt=1, started=1.0, ended=2.0)
+    listed = []
+    files = store.files
+    monkeypatch.setattr(store, "files", lambda record: listed.append(record.id) or files(record))
+    gallery = Gallery(store)
+    gallery.write()
+    gallery.write()
+    assert listed.count("a") == 1 and listed.count("b") == 2  # the finished job's folder is listed once
+    stamp = (tmp_path / "a").stat().st_mtime_ns + 10**9  # a later file, as serve's baked textured.glb
+    (tmp_path / "a" / "textured.glb").write_bytes(b"glb")
+    os.utime(tmp_path / "a", ns=(stamp, stamp))
+    page = gallery.write().read_text()
+    assert listed.count("a") == 2 and "textured.glb" in page and "final.png" in page

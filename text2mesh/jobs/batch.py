@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError, Interrupted
 from .driver import Driver, Report
 from .executors import executor_kwargs, make_executor
-from .gallery import write_gallery
+from .gallery import Gallery
 from .spec import JobSpec, jobs_from_mapping, load_manifest
 from .store import JobRecord, JobStore
 
@@ -77,18 +77,19 @@ def batch(
     store = JobStore.open(out)
     records = store.add(specs)
     todo = _to_run(store, records)
-    write_gallery(store)
+    gallery = Gallery(store)
+    gallery.write()
     report = Report(len(records), len(records) - len(todo), progress)
     options = executor_kwargs(executor, workers=workers, ray_address=ray_address, retries=retries,
                               extra=executor_options)
     try:
         if todo:
             with make_executor(executor, **options) as ex:
-                driver = Driver(store, ex, retries, report)
+                driver = Driver(store, ex, retries, report, gallery)
                 _run(driver, todo)
     finally:
         report.close()
-    write_gallery(store)
+    gallery.write()
     return [store.records[s.name] for s in specs]
 
 
@@ -104,6 +105,6 @@ def _run(driver: Driver, todo: list[JobRecord]) -> None:
             pass
         for job_id in driver.outstanding:
             driver.store.update(job_id, status="queued", error="interrupted; the next run continues it")
-        write_gallery(driver.store)
+        driver.gallery.write()
         left = sum(r.status != "done" for r in driver.store.records.values())
         raise Interrupted(f"batch stopped with {left} jobs not done; run the same command again to continue") from None

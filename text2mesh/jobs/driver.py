@@ -6,7 +6,7 @@ import contextlib
 import time
 
 from .executors import Event, Executor, Task
-from .gallery import write_gallery
+from .gallery import Gallery
 from .store import JobRecord, JobStore, now
 
 
@@ -35,8 +35,10 @@ class Driver:
     failed attempt up to ``retries`` times, records an interrupted job as queued (or cancelled,
     when :meth:`cancel` asked for it), refreshes the gallery when a job ends."""
 
-    def __init__(self, store: JobStore, executor: Executor, retries: int, report: Report | None = None) -> None:
+    def __init__(self, store: JobStore, executor: Executor, retries: int, report: Report | None = None,
+                 gallery: Gallery | None = None) -> None:
         self.store = store
+        self.gallery = gallery if gallery is not None else Gallery(store)
         self.executor = executor
         self.retries = retries
         self.report = report if report is not None else Report(0, 0, enabled=False)
@@ -51,7 +53,7 @@ class Driver:
             return  # its interrupted event follows
         self.outstanding.discard(job_id)
         self.store.update(job_id, status="cancelled", ended=now(), error="cancelled")
-        write_gallery(self.store)
+        self.gallery.write()
 
     def submit(self, record: JobRecord) -> None:
         self.outstanding.add(record.id)
@@ -86,7 +88,7 @@ class Driver:
             self.store.update(record.id, status="failed", ended=now(), error=event.error)
             self.report.line(f"failed {record.id}: {event.error}")
             self.report.finished()
-        write_gallery(self.store)
+        self.gallery.write()
 
     def wait(self, deadline: float | None = None, lock=None) -> None:
         """Handle events until no job is outstanding (or ``deadline``, a time.monotonic() value);

@@ -65,17 +65,44 @@ def _card(store: JobStore, record: JobRecord) -> str:
     )
 
 
-def write_gallery(store: JobStore) -> Path:
-    """Write ``index.html`` in the store (atomically) and return its path."""
-    records = list(store.records.values())
-    counts = {s: sum(r.status == s for r in records) for s in ("done", "running", "queued", "failed")}
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    refresh = '<meta http-equiv="refresh" content="10">' if counts["running"] or counts["queued"] else ""
-    cards = "\n".join(_card(store, r) for r in records)
-    page = (
-        f'<!doctype html><html><head><meta charset="utf-8">{refresh}<title>text2mesh jobs</title>'
-        f"<style>{_STYLE}</style></head><body><h1>text2mesh jobs</h1>"
-        f"<p>{len(records)} jobs: {summary} · updated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
-        f'<div class="jobs">\n{cards}\n</div></body></html>\n'
-    )
-    return write_bytes_atomic(store.root / GALLERY, page.encode())
+FINISHED = ("done", "failed", "cancelled")
+
+
+class Gallery:
+    """The ``index.html`` of a job store, written again whenever a job changes.
+
+    A finished job's card is built once and kept (its run folder is no longer written by the
+    job; a file added later, as serve's baked ``textured.glb``, changes the folder's time and
+    rebuilds it): with thousands of jobs, refreshing the page at each job's end no longer lists
+    every run folder again.
+    """
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self._cards: dict[str, tuple[tuple, str]] = {}
+
+    def _card(self, record: JobRecord) -> str:
+        if record.status not in FINISHED:
+            return _card(self.store, record)
+        run = self.store.run_path(record)
+        key = (record.status, record.attempt, record.ended, record.error,
+               run.stat().st_mtime_ns if run.is_dir() else None)
+        cached = self._cards.get(record.id)
+        if cached is None or cached[0] != key:
+            cached = self._cards[record.id] = (key, _card(self.store, record))
+        return cached[1]
+
+    def write(self) -> Path:
+        """Write ``index.html`` in the store (atomically) and return its path."""
+        records = list(self.store.records.values())
+        counts = {s: sum(r.status == s for r in records) for s in ("done", "running", "queued", "failed")}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        refresh = '<meta http-equiv="refresh" content="10">' if counts["running"] or counts["queued"] else ""
+        cards = "\n".join(self._card(r) for r in records)
+        page = (
+            f'<!doctype html><html><head><meta charset="utf-8">{refresh}<title>text2mesh jobs</title>'
+            f"<style>{_STYLE}</style></head><body><h1>text2mesh jobs</h1>"
+            f"<p>{len(records)} jobs: {summary} · updated {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
+            f'<div class="jobs">\n{cards}\n</div></body></html>\n'
+        )
+        return write_bytes_atomic(self.store.root / GALLERY, page.encode())

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..run import slug
 from .driver import Driver
 from .executors import executor_kwargs, make_executor
-from .gallery import write_gallery
+from .gallery import Gallery
 from .spec import JobSpec
 from .store import JobRecord, JobStore
 
@@ -38,16 +38,18 @@ class JobService:
                                   extra=executor_options)
         self._executor_name, self._options, self._retries = executor, options, retries
         self.driver: Driver | None = None
+        self.gallery = Gallery(self.store)
 
     def start(self) -> JobService:
         """Start the executor and the background thread; unfinished jobs of the store continue."""
-        self.driver = Driver(self.store, make_executor(self._executor_name, **self._options), self._retries)
+        self.driver = Driver(self.store, make_executor(self._executor_name, **self._options), self._retries,
+                             gallery=self.gallery)
         with self.lock:
             for record in self.store.records.values():
                 if record.status in UNFINISHED:
                     self.store.update(record.id, status="queued")
                     self._commands.put(("submit", record.id))
-            write_gallery(self.store)
+            self.gallery.write()
         self._thread = threading.Thread(target=self._loop, name="text2mesh-jobs", daemon=True)
         self._thread.start()
         return self
@@ -83,7 +85,7 @@ class JobService:
                 name, counter = f"{base}-{counter}", counter + 1
             spec = JobSpec.from_dict({**spec.to_dict(), "name": name})
             (record,) = self.store.add([spec])
-            write_gallery(self.store)
+            self.gallery.write()
         self._commands.put(("submit", record.id))
         return copy.deepcopy(record)
 
