@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from train_tiny_clip import HELD_OUT_NAMES, surface_eval_bank
+from train_tiny_clip import HELD_OUT_NAMES, surface_eval_banks
 
 from text2mesh.augment import AugmentSpec, augment
 from text2mesh.guidance.clip import TINY_MODEL, import_open_clip, preprocess_images
@@ -135,8 +135,8 @@ def main() -> None:
     fresh = torch.Generator().manual_seed(args.seed + 9)
     in_distribution = render_bank(base_meshes(60, fresh, args.subdivisions, kinds), fresh, views=3, passes=2,
                                   speckled_fraction=0.0, close_ups=args.close_ups)
-    held_out, which = surface_eval_bank(args.seed + 20_000)
-    close, close_which = surface_eval_bank(args.seed + 20_000, close_ups=1.0)
+    banks = surface_eval_banks(args.seed + 20_000)
+    (held_out, which), (close, close_which) = banks["surface"], banks["surface_close"]
     print(f"rendered the banks in {time.time() - start:.0f} s; {type(visual).__name__} at {size}", flush=True)
     optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=1e-3, weight_decay=0.05)
     crops = AugmentSpec(1, scale=(args.crop, 1.0), distortion=0.5, p=0.5)

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import math
 import time
 from pathlib import Path
@@ -216,10 +217,10 @@ def zero_shot_accuracy(clip: ClipModel, batch: SyntheticBatch, prompts: list[str
 HELD_OUT_NAMES = ("vase", "dog", "human", "torus")
 
 
-def held_out_meshes(g: torch.Generator) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
-    """Surfaces of shapes never drawn in training: the shipped vase, dog and human, and a torus.
-
-    Returns 48 of them drawn at random and which of HELD_OUT_NAMES each is ([48] int64)."""
+@functools.lru_cache(maxsize=1)
+def held_out_shapes() -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """The shipped vase, dog and human and a torus, prepared once (decimating the shipped meshes
+    takes seconds): (vertices [V, 3], faces [F, 3]) in HELD_OUT_NAMES' order."""
     import trimesh
 
     from text2mesh.config import MeshConfig
@@ -228,10 +229,14 @@ def held_out_meshes(g: torch.Generator) -> tuple[list[tuple[torch.Tensor, torch.
     cfg = MeshConfig(max_edge=None, max_faces=20000)
     torus = trimesh.creation.torus(0.7, 0.3, major_sections=96, minor_sections=48)
     sources = [PROJECT / path for path in HELD_OUT_MESHES] + [torus]
-    meshes = []
-    for source in sources:
-        prepared = prepare_mesh(source, cfg).mesh
-        meshes.append((prepared.vertices, prepared.faces))
+    return tuple((prepared.vertices, prepared.faces) for prepared in (prepare_mesh(s, cfg).mesh for s in sources))
+
+
+def held_out_meshes(g: torch.Generator) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Surfaces of shapes never drawn in training (:func:`held_out_shapes`).
+
+    Returns 48 of them drawn at random and which of HELD_OUT_NAMES each is ([48] int64)."""
+    meshes = held_out_shapes()
     which = torch.randint(0, len(meshes), (48,), generator=g)
     return [meshes[int(i)] for i in which], which
 

@@ -14,10 +14,10 @@ from ..errors import ConfigError, first_line
 __all__ = ["file_stamp", "frozen_pretrained", "load_renamed", "read_checkpoint", "require_cached"]
 
 
-def file_stamp(spec: str) -> int | None:
-    """When the local file or folder ``spec`` names last changed (ns; None: not a local path), so
-    that a cache of loaded models keyed on it reloads a model replaced on disk."""
-    path = Path(spec.partition(":")[0] if ".ckpt:" in spec else spec).expanduser()
+def file_stamp(spec: str | Path) -> int | None:
+    """When the local file or folder ``spec`` last changed (ns; None: not a local path, e.g. a hub
+    id), so that a cache of loaded models keyed on it reloads a model replaced on disk."""
+    path = Path(spec).expanduser()
     if not path.exists():
         return None
     return max(p.stat().st_mtime_ns for p in (path, *(path.iterdir() if path.is_dir() else ())))

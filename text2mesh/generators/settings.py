@@ -3,8 +3,9 @@
 ``check_settings`` answers a config a generator would refuse (a VQGAN or diffusion run with no
 model, diffusion's ``--skip-steps`` rules, an empty ``--prompt-schedule`` entry) with a
 :class:`~text2mesh.errors.ConfigError`. It reads the config only, so the command line calls it
-before torch loads: a mistake costs a second, not the several seconds of importing torch. The
-generator modules call it again when they build, for callers of the Python API.
+before torch loads: a mistake costs a second, not the several seconds of importing torch; the
+Python API's ``imagine`` calls it too (through ``generators.check_generator``), and vqgan's
+``build`` once more for callers that build a canvas themselves.
 """
 
 from __future__ import annotations

@@ -161,8 +161,14 @@ def load_vqgan(spec: str, device: str | torch.device | None = None):
     """A frozen diffusers VQModel from ``spec`` (see the module docstring), on ``device`` (None:
     wherever it is, the CPU when first loaded). The last two loaded stay in memory, so variations
     and jobs read a checkpoint once (a replaced file is read again)."""
-    model = _load(spec, file_stamp(spec))
+    model = _load(spec, file_stamp(_split_spec(spec)[0]))
     return model if device is None else model.to(device)
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    """(model, taming yaml or "") of ``spec``: ``model.ckpt:other.yaml`` names the yaml."""
+    checkpoint, _, config = spec.partition(":") if spec.count(":") == 1 and ".ckpt:" in spec else (spec, "", "")
+    return checkpoint, config
 
 
 @functools.lru_cache(maxsize=2)
@@ -170,7 +176,7 @@ def _load(spec: str, stamp: int | None):
     VQModel = _vq_model_class()
     if spec == TINY_VQGAN:
         return frozen_pretrained(VQModel, tiny_vqgan_path(), "VQGAN", VQGAN_WAY_OUT)
-    checkpoint, _, config = spec.partition(":") if spec.count(":") == 1 and ".ckpt:" in spec else (spec, "", "")
+    checkpoint, config = _split_spec(spec)
     path = Path(checkpoint).expanduser()
     if path.suffix == ".ckpt":
         if not path.is_file():

@@ -271,15 +271,16 @@ def render_bank(
         elevation = (torch.randn(views, generator=g) * 0.45).clamp(-1.2, 1.2)
         close = torch.rand(views, generator=g) < close_ups
         out = torch.empty(passes, views, 3, size, size, dtype=torch.uint8)
-        for which, side in ((~close, size), (close, CLOSE_UP_RESOLUTION)):
+        kinds = ((~close, size, frame_content),
+                 (close, CLOSE_UP_RESOLUTION, lambda pictures: close_up(pictures, size, close_up_crop, g)))
+        for which, side, finish in kinds:
             if not which.any():
                 continue
             cameras = cameras_from_angles(azimuth[which], elevation[which], radius=2.0, fov_degrees=60.0,
                                           image_size=(side, side))
             with torch.no_grad():
                 drawn = renderer.render(displaced, faces, cameras, colours, lighting="sh").images  # [P, b, 3, s, s]
-            drawn = (drawn.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, 3, side, side)
-            drawn = frame_content(drawn) if side == size else close_up(drawn, size, close_up_crop, g)
+            drawn = finish((drawn.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, 3, side, side))
             out[:, which] = drawn.reshape(passes, -1, 3, size, size)
         images.append(out.reshape(-1, 3, size, size))
         colour.append(c.repeat_interleave(views))

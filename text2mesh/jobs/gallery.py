@@ -43,7 +43,7 @@ def _settings(record: JobRecord) -> str:
     return ", ".join(parts) or "defaults"
 
 
-def _card(store: JobStore, record: JobRecord) -> str:
+def _card_html(store: JobStore, record: JobRecord) -> str:
     run = store.run_path(record)
     spec = record.spec
     preview = _preview(run) if record.status == "done" else None
@@ -83,13 +83,13 @@ class Gallery:
 
     def _card(self, record: JobRecord) -> str:
         if record.status not in FINISHED:
-            return _card(self.store, record)
+            return _card_html(self.store, record)
         run = self.store.run_path(record)
         key = (record.status, record.attempt, record.ended, record.error,
                run.stat().st_mtime_ns if run.is_dir() else None)
         cached = self._cards.get(record.id)
         if cached is None or cached[0] != key:
-            cached = self._cards[record.id] = (key, _card(self.store, record))
+            cached = self._cards[record.id] = (key, _card_html(self.store, record))
         return cached[1]
 
     def write(self) -> Path:
