@@ -100,9 +100,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 # the same command reproduces it at commit 5c91816; today it trains a judge on the new surfaces.
 MODEL_DEFAULTS = {
     TINY_MODEL: {"seed": 0, "steps": 800, "shape_batch": 0, "threads": 1, "tint": 0.0, "subdivisions": 4,
-                 "shape_crop": 0.08, "class_weight": 0.0, "close_ups": 0.0},
+                 "shape_crop": 0.08, "class_weight": 0.0, "close_ups": 0.0, "blends": 0.0},
     TINY_JUDGE: {"seed": 1, "steps": 1500, "shape_batch": 96, "threads": 2, "tint": 0.0, "subdivisions": 5,
-                 "shape_crop": 0.5, "class_weight": 0.0, "close_ups": 0.0},
+                 "shape_crop": 0.5, "class_weight": 0.0, "close_ups": 0.0, "blends": 0.0},
 }
 HELD_OUT_MESHES = ("meshes/vase.obj", "meshes/dog.obj", "meshes/human.obj")
 # The judge's training surfaces (what the shipped judge was trained on: no rounded boxes, and none
@@ -126,6 +126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="rendered 3D samples added to each step's batch (default: the model's, see above)")
     parser.add_argument("--bank-meshes", type=int, default=800, help="training surfaces rendered at the start")
     parser.add_argument("--tint", type=float, default=None, help="share of colours that only tint grey")
+    parser.add_argument("--blends", type=float, default=None,
+                        help="share of the flat patterned pictures that get a plain twin in their colours' mix")
     parser.add_argument("--subdivisions", type=int, default=None, help="icosphere level of the training surfaces")
     parser.add_argument("--shape-crop", type=float, default=None, help="smallest crop of a 3D sample (area share)")
     parser.add_argument("--close-ups", type=float, default=None,
@@ -331,7 +333,8 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        batch = make_batch(args.batch, args.image_size, data, bw_second=args.bw_second, tint=args.tint)
+        batch = make_batch(args.batch, args.image_size, data, bw_second=args.bw_second, tint=args.tint,
+                           blends=args.blends)
         if bank is not None:
             index = torch.randint(0, len(bank.surface), (args.shape_batch,), generator=data)
             seen = augment(bank.images[index].float() / 255, crops, size=(args.image_size,) * 2, fill=white,

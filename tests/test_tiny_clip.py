@@ -120,6 +120,23 @@ def test_tinted_colours_stay_near_grey_leaning_to_their_colour_and_no_tint_draws
     assert torch.equal(a.images, b.images), "tint 0 draws what the judge was trained on"
 
 
+def test_blended_twins_are_plain_pictures_no_pattern_caption_is_true_of():
+    """Each twin is its patterned picture in one flat colour, named by no colour word, so
+    "blue and white stripes" is false of a uniform light blue or cyan."""
+    n = 64
+    plain_stream = make_batch(n, 32, torch.Generator().manual_seed(5), plain_fraction=0.0)
+    batch = make_batch(n, 32, torch.Generator().manual_seed(5), plain_fraction=0.0, blends=0.5)
+    assert torch.equal(batch.images[:n], plain_stream.images), "the first n are the batch without twins"
+    twins = batch.images[n:]
+    assert 16 <= len(twins) <= 48 and (batch.pattern[n:] == 0).all() and (batch.colour[n:] == -1).all()
+    detail = lambda images: float((images[..., 1:] - images[..., :-1]).abs().mean())
+    assert detail(twins) < 0.5 * detail(batch.images[:n]), "one flat colour where the pattern was"
+    matches = caption_matches(batch)
+    assert not matches[n:, :n][:, batch.cap_colour[:n] >= 0].any(), "no colour word is true of a twin"
+    assert not matches[n:, :n][:, batch.cap_pattern[:n] > 0].any(), "no pattern word is true of a twin"
+    assert matches.diagonal().all() and all(not any(c in t for c in COLOUR_NAMES) for t in batch.captions[n:])
+
+
 def _load_script():
     spec = importlib.util.spec_from_file_location("train_tiny_clip", SCRIPT)
     module = importlib.util.module_from_spec(spec)

@@ -45,6 +45,9 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "brown": (0.45, 0.26, 0.1),
 }
 COLOUR_NAMES = tuple(COLOURS)
+# Colours between the named ones (cyan, teal, light cyan): shown only as plain pictures that
+# name no colour (see _blended_twins).
+OFF_PALETTE = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.85, 0.85], [0.05, 0.6, 0.65], [0.3, 0.95, 1.0]])
 CHROMATIC = torch.tensor([name not in ("white", "black", "gray") for name in COLOURS])
 PATTERNS = ("plain", "stripes", "checkerboard", "dots")
 PATTERN_NOUNS = {"stripes": ("stripes",), "checkerboard": ("a checkerboard pattern", "checks", "squares"),
@@ -320,12 +323,14 @@ def captions_for(colour: torch.Tensor, second: torch.Tensor, pattern: torch.Tens
 
 def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None, plain_fraction: float = 0.4,
                white_background: float = 0.4, shaded: float = 0.5, bw_second: float = 0.5,
-               tint: float = 0.0) -> SyntheticBatch:
-    """Generate ``n`` image/caption pairs of ``size``² pixels.
+               tint: float = 0.0, blends: float = 0.0) -> SyntheticBatch:
+    """Generate ``n`` image/caption pairs of ``size``² pixels (more with ``blends``).
 
     plain_fraction: share of plain objects; white_background / shaded: shares of white
     backgrounds and of lit 3D-looking surfaces (the look of a rendered mesh); bw_second: share
-    of patterns whose second colour is white or black; tint: see :func:`_colour_values`.
+    of patterns whose second colour is white or black; tint: see :func:`_colour_values`;
+    blends: share of the patterned pictures that get a blended twin (see :func:`_blended_twins`),
+    appended after the ``n``.
     """
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     colour, pattern, second = _labels(n, g, plain_fraction, bw_second)
@@ -345,13 +350,47 @@ def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None,
     white = (torch.rand(n, generator=g) < white_background) | (is_shaded & (torch.rand(n, generator=g) < 0.7))
     background = _backgrounds(n, size, white, g)
     cov = coverage[:, None]
-    images = background * (1 - cov) + (albedo * light[:, None]).clamp(0, 1) * cov
-    noise = torch.randn(images.shape, generator=g) * _uniform(n, 0.0, 0.03, g).view(n, 1, 1, 1)
-    images = (images + noise).clamp(0.0, 1.0)
+    shaded_albedo = (albedo * light[:, None]).clamp(0, 1)
+    noise = torch.randn(background.shape, generator=g) * _uniform(n, 0.0, 0.03, g).view(n, 1, 1, 1)
+    images = (background * (1 - cov) + shaded_albedo * cov + noise).clamp(0.0, 1.0)
     flat = torch.full_like(colour, -1)
     captions, cap_colour, cap_second, cap_pattern, cap_surface = captions_for(colour, second, pattern, flat, g)
-    return SyntheticBatch(images, colour, second, pattern, captions, cap_colour, cap_second, cap_pattern, flat,
-                          cap_surface)
+    batch = SyntheticBatch(images, colour, second, pattern, captions, cap_colour, cap_second, cap_pattern, flat,
+                           cap_surface)
+    if blends <= 0:
+        return batch
+    twins = torch.nonzero((pattern > 0) & (torch.rand(n, generator=g) < blends))[:, 0]
+    mean_mask = (mask * coverage)[twins].sum(dim=(1, 2)) / coverage[twins].sum(dim=(1, 2)).clamp(min=1e-6)
+    return SyntheticBatch.cat([batch, _blended_twins(c1[twins], c2[twins], mean_mask, light[twins], cov[twins],
+                                                     background[twins], noise[twins], g)])
+
+
+def _blended_twins(c1: torch.Tensor, c2: torch.Tensor, mean_mask: torch.Tensor, light: torch.Tensor,
+                   cov: torch.Tensor, background: torch.Tensor, noise: torch.Tensor,
+                   g: torch.Generator) -> SyntheticBatch:
+    """Patterned pictures drawn again in one flat colour: half in their two colours' mix by
+    coverage, half in a hue no colour word names (cyan to teal, see OFF_PALETTE).
+
+    c1, c2: [k,3,1,1]; mean_mask: [k] the second colour's share of the object; light: [k,H,W];
+    cov: [k,1,H,W]; background, noise: [k,3,H,W]. The twin is plain and of no named colour, so
+    "blue and white stripes" is false of a uniform light blue or cyan: without such hard negatives
+    a small CLIP scores a pattern by its mean colour, and an optimizer settles on a flat colour
+    (measured: a ResNet tower's stylized sphere went to pure cyan, (0, 1, 1), the corner of the
+    colour cube that no training picture showed). Captions name no colour ("a plain object",
+    "an object")."""
+    k = len(mean_mask)
+    mix = c1 * (1 - mean_mask.view(k, 1, 1, 1)) + c2 * mean_mask.view(k, 1, 1, 1)
+    hue = OFF_PALETTE[torch.randint(0, len(OFF_PALETTE), (k,), generator=g)]
+    hue = (hue + (torch.rand(k, 3, generator=g) - 0.5) * 0.12).clamp(0, 1).view(k, 3, 1, 1)
+    mix = torch.where(torch.rand(k, 1, 1, 1, generator=g) < 0.5, hue, mix)
+    images = (background * (1 - cov) + (mix * light[:, None]).clamp(0, 1) * cov + noise).clamp(0.0, 1.0)
+    none = torch.full((k,), -1, dtype=torch.int64)
+    plain = torch.zeros(k, dtype=torch.int64)
+    texts = [_a(f"{_pick(PATTERN_ADJECTIVES['plain'], r)} {_pick(NOUNS, q)}") if r < 0.6 else _a(_pick(NOUNS, q))
+             for r, q in torch.rand(k, 2, generator=g).tolist()]
+    cap_pattern = torch.tensor([0 if text.split()[1] in PATTERN_ADJECTIVES["plain"] else -1 for text in texts],
+                               dtype=torch.int64)
+    return SyntheticBatch(images, none, none, plain, texts, none, none, cap_pattern, none, none)
 
 
 def caption_matches(batch: SyntheticBatch) -> torch.Tensor:
