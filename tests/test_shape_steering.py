@@ -1,0 +1,93 @@
+"""The geometry path steers (issue 17): shape words on shipped meshes with displacement ON.
+
+Once the shipped tiny CLIP sees surface shape, "a spiky object" must make a rougher displacement
+than "a smooth object" on the shipped sphere and vase, with the `tiny` preset's settings and
+displacement on (the draft run), and the mesh must keep its size. Measured on the displacement
+(mean |Laplacian|, :func:`text2mesh.mesh.statistics.roughness`) and on pixels: the grey renders'
+shading varies more from pixel to pixel where there are spikes.
+
+The shipped text2mesh-tiny (the colour-and-pattern ViT) does not steer shape yet, so the two
+steering tests are expected failures (strict: they fail the suite the day they pass, and the
+marker goes). Measured with it: roughness spiky/smooth 0.51 on the sphere, 0.25 on the vase;
+grey-render detail 0.59 and 0.37.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from text2mesh.api import stylize
+from text2mesh.config import load_config
+from text2mesh.guidance.clip import TINY_MODEL, load_clip
+from text2mesh.mesh.statistics import roughness
+from text2mesh.render import Renderer
+from text2mesh.views import cameras_from_angles
+
+MESHES = Path(__file__).resolve().parent.parent / "meshes"
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_clip(TINY_MODEL)
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    """(mesh name, prompt) -> StyleResult, the tiny preset as shipped (displacement on)."""
+    cfg = load_config("tiny", overrides={"optim": {"device": "cpu", "seed": 0}, "field": {"displacement": True}})
+    return {(name, prompt): stylize(MESHES / f"{name}.obj", prompt, cfg, clip=tiny)
+            for name in ("sphere", "vase") for prompt in ("a spiky object", "a smooth object")}
+
+
+def _grey_shading_detail(result) -> float:
+    """Mean absolute difference of neighbouring object pixels in lit grey renders [float]."""
+    azimuth = torch.arange(4, dtype=torch.float32) * (math.pi / 2)
+    cameras = cameras_from_angles(azimuth, torch.full((4,), 0.3), image_size=(160, 160))
+    grey = torch.full_like(result.colors, 0.5)
+    out = Renderer().render(result.vertices, result.faces, cameras, grey, lighting="sh", background=None)
+    inside = (out.alpha > 0.999).float()
+    image = out.images.mean(1, keepdim=True)
+    pairs_x, pairs_y = inside[..., :, 1:] * inside[..., :, :-1], inside[..., 1:, :] * inside[..., :-1, :]
+    dx = (image[..., :, 1:] - image[..., :, :-1]).abs() * pairs_x
+    dy = (image[..., 1:, :] - image[..., :-1, :]).abs() * pairs_y
+    return float((dx.sum() + dy.sum()) / (pairs_x.sum() + pairs_y.sum()))
+
+
+NO_SHAPE_YET = pytest.mark.xfail(strict=True, reason="the shipped tiny CLIP sees colours and patterns, not "
+                                 "shape yet (issue 17; candidates in scripts/train_tiny_clip.py)")
+
+
+@NO_SHAPE_YET
+@pytest.mark.parametrize("name", ["sphere", "vase"])
+def test_spiky_prompt_gives_a_rougher_displacement_than_smooth(runs, name):
+    spiky, smooth = runs[(name, "a spiky object")], runs[(name, "a smooth object")]
+    faces = spiky.prepared.mesh.faces
+    rough, calm = roughness(spiky.displacements, faces), roughness(smooth.displacements, faces)
+    assert rough >= 2 * calm, f"{name}: roughness spiky {rough:.3g}, smooth {calm:.3g}"
+    assert spiky.displacements.abs().max() > 0.5 * load_config("tiny").field.normratio  # it moved
+
+
+@NO_SHAPE_YET
+@pytest.mark.parametrize("name", ["sphere", "vase"])
+def test_spiky_grey_renders_show_more_shading_detail_than_smooth(runs, name):
+    spiky, smooth = runs[(name, "a spiky object")], runs[(name, "a smooth object")]
+    rough, calm = _grey_shading_detail(spiky), _grey_shading_detail(smooth)
+    assert rough >= 1.5 * calm, f"{name}: grey neighbour differences spiky {rough:.4f}, smooth {calm:.4f}"
+
+
+@pytest.mark.parametrize("name", ["sphere", "vase"])
+def test_shape_words_keep_the_meshs_size(runs, name):
+    """In the input's own frame (the re-normalization's promise), displacement on."""
+    source = trimesh.load(MESHES / f"{name}.obj", process=False)
+    diagonal = np.linalg.norm(np.ptp(source.vertices, axis=0))
+    for prompt in ("a spiky object", "a smooth object"):
+        stylized = runs[(name, prompt)].vertices_input_frame().numpy()
+        assert np.linalg.norm(np.ptp(stylized, axis=0)) == pytest.approx(diagonal, rel=0.03), prompt
