@@ -21,7 +21,7 @@ from wait_helpers import start_as_in_a_terminal, wait_for
 from text2mesh.cli import main
 from text2mesh.errors import ConfigError
 from text2mesh.jobs import JobSpec, batch, load_manifest, read_records
-from text2mesh.jobs.store import pack_run, unpack_run
+from text2mesh.jobs.store import PROGRESS_SAVE_SECONDS, JobStore, pack_run, unpack_run
 
 # Small, quick jobs: a 320-face sphere, 64-pixel renders, the offline tiny CLIP.
 FAST = {
@@ -332,3 +332,21 @@ def test_the_gallery_lists_a_finished_job_once_and_again_when_its_folder_changes
     os.utime(tmp_path / "a", ns=(stamp, stamp))
     page = gallery.write().read_text()
     assert listed.count("a") == 2 and "textured.glb" in page and "final.png" in page
+
+
+def test_progress_reports_reach_jobs_jsonl_at_most_every_few_seconds_and_with_each_status(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("text2mesh.jobs.store.time.monotonic", lambda: clock[0])
+    store = JobStore.open(tmp_path)
+    (record,) = store.add([JobSpec(name="a", prompt="a red object", mesh="m.obj")])
+    on_disk = lambda: read_records(store.jobs_file)[0].progress
+    for step in range(1, 6):  # a worker's reports, 2 s apart
+        clock[0] += 2.0
+        store.report_progress(record.id, {"step": step, "total": 60})
+        assert store.records[record.id].progress["step"] == step  # the server reads this at once
+    assert on_disk()["step"] == 5  # 10 s after the last save
+    clock[0] += 2.0
+    store.report_progress(record.id, {"step": 6, "total": 60})
+    assert on_disk()["step"] == 5 and PROGRESS_SAVE_SECONDS > 2.0
+    store.update(record.id, status="done")
+    assert on_disk()["step"] == 6 and read_records(store.jobs_file)[0].status == "done"

@@ -62,7 +62,7 @@ class Driver:
     def handle(self, event: Event) -> None:
         record = self.store.records[event.job_id]
         if event.kind == "progress":
-            self.store.update(record.id, progress=event.progress or {})
+            self.store.report_progress(record.id, event.progress or {})
             return
         if event.kind == "started":
             self.store.update(record.id, status="running", attempt=record.attempt + 1, started=now(), ended=None,

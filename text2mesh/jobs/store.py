@@ -1,8 +1,10 @@
 """The job store: one folder holding a run folder per job and ``jobs.jsonl``, the record of each.
 
 ``jobs.jsonl`` has one JSON line per job (id, spec, status, attempt, start/end time, error line,
-run folder, worker) and is rewritten atomically on every change, so a reader (a gallery, a
-server, a rerun) never sees half a file. Only the driver writes it; workers report to the driver.
+run folder, worker, last progress) and is rewritten atomically on every change of status, so a
+reader (a gallery, a server, a rerun) never sees half a file; progress reports (every 2 s from
+each worker) reach it at most every PROGRESS_SAVE_SECONDS, or with the next change of status (the
+server reads progress from memory). Only the driver writes it; workers report to the driver.
 Run folders travel between machines packed as tar archives (:func:`pack_run`, :func:`unpack_run`).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import shutil
 import tarfile
 import time
@@ -24,6 +27,7 @@ from .spec import JobSpec
 
 JOBS_FILE = "jobs.jsonl"
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
+PROGRESS_SAVE_SECONDS = 10.0
 
 
 @dataclass
@@ -58,6 +62,7 @@ class JobStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.records: dict[str, JobRecord] = {}
+        self.saved_at = -math.inf  # time.monotonic() of the last save
 
     @property
     def jobs_file(self) -> Path:
@@ -106,15 +111,24 @@ class JobStore:
         return sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
 
     def update(self, job_id: str, **changes: Any) -> JobRecord:
+        """Change a job's record and save the store."""
         record = self.records[job_id]
         for key, value in changes.items():
             setattr(record, key, value)
         self.save()
         return record
 
+    def report_progress(self, job_id: str, progress: dict[str, float]) -> None:
+        """Keep a job's latest progress; saved if the last save is PROGRESS_SAVE_SECONDS old (a
+        batch of many jobs would otherwise rewrite the whole file several times a second)."""
+        self.records[job_id].progress = progress
+        if time.monotonic() - self.saved_at >= PROGRESS_SAVE_SECONDS:
+            self.save()
+
     def save(self) -> None:
         lines = "".join(json.dumps(r.to_dict()) + "\n" for r in self.records.values())
         write_bytes_atomic(self.jobs_file, lines.encode())
+        self.saved_at = time.monotonic()
 
 
 def read_records(path: str | Path) -> list[JobRecord]:
