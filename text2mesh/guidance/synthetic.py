@@ -386,10 +386,11 @@ def _blended_twins(c1: torch.Tensor, c2: torch.Tensor, mean_mask: torch.Tensor, 
     images = (background * (1 - cov) + (mix * light[:, None]).clamp(0, 1) * cov + noise).clamp(0.0, 1.0)
     none = torch.full((k,), -1, dtype=torch.int64)
     plain = torch.zeros(k, dtype=torch.int64)
-    texts = [_a(f"{_pick(PATTERN_ADJECTIVES['plain'], r)} {_pick(NOUNS, q)}") if r < 0.6 else _a(_pick(NOUNS, q))
-             for r, q in torch.rand(k, 2, generator=g).tolist()]
-    cap_pattern = torch.tensor([0 if text.split()[1] in PATTERN_ADJECTIVES["plain"] else -1 for text in texts],
-                               dtype=torch.int64)
+    draws = torch.rand(k, 2, generator=g).tolist()
+    says_plain = [r < 0.6 for r, _ in draws]
+    texts = [_a(f"{_pick(PATTERN_ADJECTIVES['plain'], r)} {_pick(NOUNS, q)}") if plain_word else _a(_pick(NOUNS, q))
+             for (r, q), plain_word in zip(draws, says_plain)]
+    cap_pattern = torch.tensor([0 if plain_word else -1 for plain_word in says_plain], dtype=torch.int64)
     return SyntheticBatch(images, none, none, plain, texts, none, none, cap_pattern, none, none)
 
 
