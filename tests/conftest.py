@@ -15,3 +15,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The shipped tiny CLIP (text2mesh-tiny), loaded once per module."""
+    from text2mesh.guidance.clip import TINY_MODEL, load_clip
+
+    return load_clip(TINY_MODEL)
+

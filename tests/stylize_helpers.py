@@ -64,6 +64,17 @@ def save_tiny_clip_weights(path: Path) -> Path:
     return path
 
 
+def object_neighbour_difference(images: torch.Tensor, alpha: torch.Tensor) -> float:
+    """Mean absolute difference of neighbouring object pixels, summed over channels: images
+    [B,C,H,W], alpha [B,1,H,W] (pixels with alpha > 0.999 count as the object). Colour or
+    shading variation at the smallest scale: stripes, blotches, spikes."""
+    inside = (alpha > 0.999).float()
+    pairs_x, pairs_y = inside[..., :, 1:] * inside[..., :, :-1], inside[..., 1:, :] * inside[..., :-1, :]
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().sum(1, keepdim=True) * pairs_x
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().sum(1, keepdim=True) * pairs_y
+    return float((dx.sum() + dy.sum()) / (pairs_x.sum() + pairs_y.sum()))
+
+
 class RecordingRenderer(Renderer):
     """A Renderer that keeps what each call drew: ``vertices`` [V, 3] and ``calls`` (the colours)."""
 

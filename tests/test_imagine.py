@@ -34,12 +34,6 @@ def clip():
     return random_vit(0)
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    from text2mesh.guidance.clip import load_clip
-
-    return load_clip("text2mesh-tiny")
-
 
 def small_config(generator="field", iters=12, **imagine_settings):
     settings = {"generator": generator, "size": [32, 32], "render_size": 32, "n_cutouts": 4, "n_strokes": 16}

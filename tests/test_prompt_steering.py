@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from stylize_helpers import object_neighbour_difference
 
 from text2mesh.api import stylize
 from text2mesh.config import load_config
-from text2mesh.guidance.clip import TINY_MODEL, load_clip
+from text2mesh.guidance.clip import TINY_MODEL
 from text2mesh.imaging import imagine
 from text2mesh.render import Renderer
 from text2mesh.views import cameras_from_angles
@@ -26,10 +27,6 @@ ITERS = 40
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_clip(TINY_MODEL)
 
 
 def _config(iters: int = ITERS):
@@ -64,12 +61,7 @@ def _mean_colour(result) -> torch.Tensor:
 
 def _high_frequency(result) -> float:
     """Mean absolute difference of neighbouring object pixels (colour variation at small scale)."""
-    images, alpha = _renders(result, size=128)
-    inside = (alpha > 0.999).float()
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().sum(1, keepdim=True) * inside[..., :, 1:] * inside[..., :, :-1]
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().sum(1, keepdim=True) * inside[..., 1:, :] * inside[..., :-1, :]
-    pairs = (inside[..., :, 1:] * inside[..., :, :-1]).sum() + (inside[..., 1:, :] * inside[..., :-1, :]).sum()
-    return float((dx.sum() + dy.sum()) / pairs)
+    return object_neighbour_difference(*_renders(result, size=128))
 
 
 def _redness(colour: torch.Tensor) -> float:

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from stylize_helpers import object_neighbour_difference
 
 from text2mesh.api import stylize
 from text2mesh.config import load_config
-from text2mesh.guidance.clip import TINY_MODEL, load_clip
 from text2mesh.mesh.statistics import roughness
 from text2mesh.render import Renderer
 from text2mesh.views import cameras_from_angles
@@ -33,10 +33,6 @@ MESHES = Path(__file__).resolve().parent.parent / "meshes"
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_clip(TINY_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +44,12 @@ def runs(tiny):
 
 
 def _grey_shading_detail(result) -> float:
-    """Mean absolute difference of neighbouring object pixels in lit grey renders [float]."""
+    """Neighbouring object pixels' difference in lit grey renders from four sides."""
     azimuth = torch.arange(4, dtype=torch.float32) * (math.pi / 2)
     cameras = cameras_from_angles(azimuth, torch.full((4,), 0.3), image_size=(160, 160))
     grey = torch.full_like(result.colors, 0.5)
     out = Renderer().render(result.vertices, result.faces, cameras, grey, lighting="sh", background=None)
-    inside = (out.alpha > 0.999).float()
-    image = out.images.mean(1, keepdim=True)
-    pairs_x, pairs_y = inside[..., :, 1:] * inside[..., :, :-1], inside[..., 1:, :] * inside[..., :-1, :]
-    dx = (image[..., :, 1:] - image[..., :, :-1]).abs() * pairs_x
-    dy = (image[..., 1:, :] - image[..., :-1, :]).abs() * pairs_y
-    return float((dx.sum() + dy.sum()) / (pairs_x.sum() + pairs_y.sum()))
+    return object_neighbour_difference(out.images, out.alpha)
 
 
 NO_SHAPE_YET = pytest.mark.xfail(strict=True, reason="the shipped tiny CLIP sees colours and patterns, not "

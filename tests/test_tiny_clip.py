@@ -26,10 +26,6 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_tiny_clip.p
 HELD_OUT_SEED = 987_654  # training draws from seed 0's stream; evaluation in the script uses 10_000
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_clip(TINY_MODEL)
-
 
 def _accuracy(clip, images: torch.Tensor, prompts: list[str], labels: torch.Tensor) -> float:
     with torch.no_grad():
