@@ -17,7 +17,7 @@ axis, and the bands along it). Last lines, the figures to quote:
 
     python scripts/bench_steering.py                  # about 3 minutes on 2 cores
     python scripts/bench_steering.py --keep runs/steer  # keep run folders to look at (grey renders)
-    python scripts/bench_steering.py --candidate scripts/tiny-resnet.json /tmp/rn.pt   # a candidate model
+    python scripts/bench_steering.py --candidate scripts/tiny-resnet.json /tmp/rn.pt   # a candidate shape model
 """
 
 from __future__ import annotations
@@ -58,14 +58,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def steering_clip(candidate: tuple[Path, Path] | None):
-    """The shipped tiny CLIP, or a candidate trained by train_tiny_clip.py --config."""
+    """The shipped tiny CLIP ensemble, or the ensemble with a candidate shape model (trained by
+    train_tiny_clip.py --model text2mesh-tiny-shape --config ... --out ...) in place of the shipped one."""
     if candidate is None:
         return load_clip(TINY_MODEL)
-    from text2mesh.guidance.clip import import_open_clip
+    from text2mesh.guidance.clip import TINY_COLOUR, ClipEnsemble, import_open_clip
 
     config, checkpoint = candidate
     import_open_clip().add_model_config(config)
-    return load_clip(config.stem, checkpoint=checkpoint)
+    return ClipEnsemble([load_clip(TINY_COLOUR), load_clip(config.stem, checkpoint=checkpoint)], TINY_MODEL)
 
 
 def measure(result: text2mesh.StyleResult) -> dict[str, float]:

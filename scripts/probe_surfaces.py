@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from train_tiny_clip import HELD_OUT_NAMES, surface_eval_banks
 
 from text2mesh.augment import AugmentSpec, augment
-from text2mesh.guidance.clip import TINY_MODEL, import_open_clip, preprocess_images
+from text2mesh.guidance.clip import TINY_COLOUR, import_open_clip, preprocess_images
 from text2mesh.guidance.synthetic import COLOUR_NAMES, SURFACES
 from text2mesh.guidance.synthetic_shapes import (
     BASE_KINDS,
@@ -113,7 +113,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     open_clip = import_open_clip()
-    name = TINY_MODEL
+    name = TINY_COLOUR
     if args.config is not None:
         open_clip.add_model_config(args.config)
         name = args.config.stem

@@ -10,7 +10,7 @@ import trimesh
 from clip_helpers import random_vit
 
 from text2mesh.config import load_config
-from text2mesh.guidance.clip import TINY_MODEL, random_clip
+from text2mesh.guidance.clip import TINY_COLOUR, random_clip
 from text2mesh.render import Renderer
 
 # Small everything: renders, field, views, crops; no turntable; frequent checkpoints.
@@ -58,9 +58,9 @@ def tiny_clip():
 
 
 def save_tiny_clip_weights(path: Path) -> Path:
-    """Random weights of the shipped tiny CLIP's architecture, which the CLI loads with
-    ``--clip-model text2mesh-tiny --clip-checkpoint path`` (whatever that architecture is)."""
-    torch.save(random_clip(TINY_MODEL).model.state_dict(), path)
+    """Random weights of the tiny colour CLIP's architecture, which the CLI loads with
+    ``--clip-model text2mesh-tiny-colour --clip-checkpoint path`` (whatever that architecture is)."""
+    torch.save(random_clip(TINY_COLOUR).model.state_dict(), path)
     return path
 
 

@@ -11,7 +11,10 @@ import torch
 from text2mesh.errors import ClipError
 from text2mesh.guidance import clip as clip_module
 from text2mesh.guidance.clip import (
+    TINY_COLOUR,
     TINY_MODEL,
+    TINY_SHAPE,
+    ClipEnsemble,
     import_open_clip,
     load_clip,
     preprocess_images,
@@ -23,7 +26,7 @@ FAKE_MODEL = "t2m-test-tiny"
 
 @pytest.fixture(scope="module")
 def tiny_random():
-    return random_clip(TINY_MODEL, seed=1)
+    return random_clip(TINY_COLOUR, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def tiny_state_file(tmp_path_factory, tiny_random):
 def fake_model_name(tmp_path_factory):
     """Register a copy of the tiny architecture under another name, as any open_clip config."""
     folder = tmp_path_factory.mktemp("configs")
-    config = json.loads((clip_module.ASSETS_DIR / f"{TINY_MODEL}.json").read_text())
+    config = json.loads((clip_module.ASSETS_DIR / f"{TINY_COLOUR}.json").read_text())
     (folder / f"{FAKE_MODEL}.json").write_text(json.dumps(config))
     import_open_clip().add_model_config(folder)
     return FAKE_MODEL
@@ -74,7 +77,7 @@ def test_encoders_give_unit_vectors_of_the_model_width(tiny_random):
 
 
 def test_input_size_and_normalization_come_from_the_model(tiny_random):
-    config = json.loads((clip_module.ASSETS_DIR / f"{TINY_MODEL}.json").read_text())
+    config = json.loads((clip_module.ASSETS_DIR / f"{TINY_COLOUR}.json").read_text())
     size = config["vision_cfg"]["image_size"]
     assert tiny_random.image_size == (size, size)
     grey = torch.full((1, 3, 200, 300), 0.5)
@@ -125,16 +128,16 @@ def test_random_clip_is_seeded_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a = random_clip(TINY_MODEL, seed=5)
+    a = random_clip(TINY_COLOUR, seed=5)
     after = torch.rand(1)
-    b = random_clip(TINY_MODEL, seed=5)
-    c = random_clip(TINY_MODEL, seed=6)
+    b = random_clip(TINY_COLOUR, seed=5)
+    c = random_clip(TINY_COLOUR, seed=6)
     assert torch.equal(before, after)
     assert _same_weights(a.model, b.model) and not _same_weights(a.model, c.model)
 
 
 def test_local_checkpoint_file_loads(tiny_state_file, tiny_random):
-    loaded = load_clip(TINY_MODEL, checkpoint=tiny_state_file)
+    loaded = load_clip(TINY_COLOUR, checkpoint=tiny_state_file)
     assert _same_weights(loaded.model, tiny_random.model)
     assert loaded.source == str(tiny_state_file)
     assert not loaded.model.training and not any(p.requires_grad for p in loaded.model.parameters())
@@ -172,13 +175,13 @@ def test_bad_checkpoint_files_raise_clip_error(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a checkpoint" * 10)
     with pytest.raises(ClipError, match="garbage.pt"):
-        load_clip(TINY_MODEL, checkpoint=garbage)
+        load_clip(TINY_COLOUR, checkpoint=garbage)
     wrong = tmp_path / "wrong.pt"
     torch.save({"visual.proj": torch.zeros(3, 3)}, wrong)
     with pytest.raises(ClipError, match="wrong.pt"):
-        load_clip(TINY_MODEL, checkpoint=wrong)
+        load_clip(TINY_COLOUR, checkpoint=wrong)
     with pytest.raises(ClipError, match="not found"):
-        load_clip(TINY_MODEL, checkpoint=tmp_path / "missing.pt")
+        load_clip(TINY_COLOUR, checkpoint=tmp_path / "missing.pt")
 
 
 def test_unknown_model_or_tag_raise_clip_error():
@@ -232,3 +235,27 @@ def test_fetch_weights_reports_a_model_that_is_ready(capsys):
         main(["fetch-weights", "--clip-model", TINY_MODEL])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith(f"{TINY_MODEL}: ready")
+
+
+def test_ensemble_similarity_is_the_mean_of_its_members_and_carries_their_gradients(tiny_random):
+    other = random_clip(TINY_SHAPE, seed=2)
+    ensemble = ClipEnsemble([tiny_random, other], "pair", weights=[0.25, 0.75])
+    images = torch.rand(3, 3, 40, 40, requires_grad=True)
+    texts = ["a red object", "a spiky blue object"]
+    joint = ensemble.encode_images(images) @ ensemble.encode_text(texts).T
+    parts = [m.encode_images(images) @ m.encode_text(texts).T for m in (tiny_random, other)]
+    assert torch.allclose(joint, 0.25 * parts[0] + 0.75 * parts[1], atol=1e-5)
+    assert torch.allclose(ensemble.encode_text(texts).norm(dim=-1), torch.ones(2), atol=1e-5)
+    joint.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert ensemble.image_size == max(tiny_random.image_size, other.image_size)
+    with pytest.raises(ValueError, match="summing to 1"):
+        ClipEnsemble([tiny_random, other], "bad", weights=[0.5, 0.6])
+
+
+def test_the_offline_guide_is_the_ensemble_of_the_shipped_colour_and_shape_models(tmp_path):
+    tiny = load_clip(TINY_MODEL)
+    assert [m.name for m in tiny.members] == [TINY_COLOUR, TINY_SHAPE]
+    assert all(m.source == str(clip_module.tiny_checkpoint_path(m.name)) for m in tiny.members)
+    with pytest.raises(ClipError, match="ensemble of text2mesh-tiny-colour and text2mesh-tiny-shape"):
+        load_clip(TINY_MODEL, checkpoint=tmp_path / "any.pt")

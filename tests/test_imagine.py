@@ -10,15 +10,15 @@ from text2mesh.cli import main
 from text2mesh.config import load_config
 from text2mesh.generators import build_canvas
 from text2mesh.generators.vqgan import tiny_vqgan_path
-from text2mesh.guidance.clip import tiny_checkpoint_path
+from text2mesh.guidance.clip import TINY_MODEL, shipped_checkpoints
 from text2mesh.imaging import imagine, load_image_run, vary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 needs_tiny = pytest.mark.skipif(
-    not tiny_checkpoint_path().is_file(),
-    reason="the trained tiny CLIP (text2mesh/assets/text2mesh-tiny.pt) is not there; run scripts/train_tiny_clip.py",
+    not all(path.is_file() for path in shipped_checkpoints(TINY_MODEL)),
+    reason="the trained tiny CLIPs (text2mesh/assets/text2mesh-tiny-*.pt) are not there; run scripts/train_tiny_clip.py",
 )
 
 

@@ -30,7 +30,7 @@ def files(tmp_path_factory):
 
 
 def tiny_args(files, *extra) -> list[str]:
-    return ["--clip-model", "text2mesh-tiny", "--clip-checkpoint", str(files["clip"]), "--device", "cpu",
+    return ["--clip-model", "text2mesh-tiny-colour", "--clip-checkpoint", str(files["clip"]), "--device", "cpu",
             *set_flags(), *extra]
 
 

@@ -17,6 +17,7 @@ from text2mesh.guidance.synthetic_shapes import (
     close_up,
     displacement,
     frame_content,
+    pits,
     render_bank,
     speckles,
 )
@@ -107,3 +108,21 @@ def test_speckled_meshes_are_named_by_no_surface_word():
     ((vertices, _),) = base_meshes(1, g, subdivisions=3, kinds=("ellipsoid",))
     noise = speckles(vertices, g)
     assert 0.005 < noise.std() < 0.05 and noise.mean().abs() < 0.01
+
+
+def test_pits_are_inward_spikes_named_by_no_surface_word():
+    g = torch.Generator().manual_seed(6)
+    ((vertices, _),) = base_meshes(1, g, subdivisions=4, kinds=("ellipsoid",))
+    dents = pits(vertices, g)
+    assert dents.max() == 0 and dents.min() < -0.02  # inward only, as deep as spikes are high
+    assert 0.005 < (dents < 0).float().mean() < 0.5  # isolated: most of the surface untouched
+    spiky = SURFACES.index("spiky")
+    g = torch.Generator().manual_seed(7)
+    bank = render_bank(base_meshes(16, g, subdivisions=3), g, views=1, passes=1, size=32, speckled_fraction=0.0,
+                       pitted_fraction=0.5)
+    assert (bank.surface < 0).any() and (bank.surface >= 0).any()
+    batch = bank_batch(bank, torch.arange(len(bank.surface)), bank.images.float() / 255, g)
+    assert not (batch.cap_surface[bank.surface < 0] == spiky).any()
+    same = render_bank(base_meshes(16, torch.Generator().manual_seed(7), subdivisions=3), torch.Generator().manual_seed(7),
+                       views=1, passes=1, size=32, speckled_fraction=0.0)
+    assert (same.surface >= 0).all()  # without pits (the default) no mesh is left unnamed

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from text2mesh.guidance.clip import TINY_MODEL, load_clip, tiny_checkpoint_path
+from text2mesh.guidance.clip import (
+    ENSEMBLES,
+    TINY_MODEL,
+    load_clip,
+    tiny_checkpoint_path,
+)
 from text2mesh.guidance.synthetic import (
     COLOUR_NAMES,
     PATTERN_ADJECTIVES,
@@ -42,14 +47,16 @@ def _balanced_plain_batch(per_class: int, seed: int, **kwargs):
     return batch.images[keep], batch.colour[keep]
 
 
-def test_shipped_model_loads_through_the_checkpoint_path(tiny):
-    assert Path(tiny.source) == tiny_checkpoint_path()
-    assert tiny_checkpoint_path().stat().st_size < 10 * 2**20
-    config = json.loads((tiny_checkpoint_path().parent / f"{TINY_MODEL}.json").read_text())
+@pytest.mark.parametrize("member", list(ENSEMBLES[TINY_MODEL]))
+def test_shipped_models_load_through_the_checkpoint_path(tiny, member):
+    model = next(m for m in tiny.members if m.name == member)
+    path = tiny_checkpoint_path(member)
+    assert Path(model.source) == path and path.stat().st_size < 10 * 2**20
+    config = json.loads((path.parent / f"{member}.json").read_text())
     size = config["vision_cfg"]["image_size"]
-    assert tiny.image_size == (size, size) and tiny.context_length == config["text_cfg"]["context_length"]
-    again = load_clip(TINY_MODEL, pretrained="openai", checkpoint=tiny_checkpoint_path())
-    assert all(torch.equal(a, b) for a, b in zip(tiny.model.state_dict().values(), again.model.state_dict().values()))
+    assert model.image_size == (size, size) and model.context_length == config["text_cfg"]["context_length"]
+    again = load_clip(member, pretrained="openai", checkpoint=path)
+    assert all(torch.equal(a, b) for a, b in zip(model.model.state_dict().values(), again.model.state_dict().values()))
 
 
 def test_zero_shot_colour_accuracy_on_held_out_images(tiny):

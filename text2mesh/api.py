@@ -26,7 +26,6 @@ from torch import Tensor
 from .config import Config, load_config, save_config
 from .errors import ConfigError, Interrupted, RunFolderError
 from .field import StyleField
-from .guidance.clip import TINY_MODEL
 from .guidance.objective import Objective
 from .mesh import Mesh, PreparedMesh, Transform, prepare_mesh, vertex_normals
 from .optimize import Callback, Every, Loop, ProgressBar
@@ -336,12 +335,6 @@ def stylize(
     prepared = mesh if isinstance(mesh, PreparedMesh) else prepare_mesh(mesh, cfg.mesh)
     if clip is None:
         clip = _load_clip(cfg, device)
-    if cfg.guidance.clip_model == TINY_MODEL and cfg.field.displacement:
-        log.warning(
-            "%s knows colours and patterns, not shape: with displacement on, the shape drifts "
-            "(measured: a human thins to 0.55x its volume in 60 iterations); --set field.displacement=false keeps it",
-            TINY_MODEL,
-        )
     if device.type == "cpu" and cfg.optim.iters > CPU_ITERS_HINT:
         log.warning("%d iterations on the CPU take a long time; --preset draft is sized for CPUs", cfg.optim.iters)
     run = None

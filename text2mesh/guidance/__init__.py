@@ -1,5 +1,12 @@
 """CLIP guidance: frozen CLIP models and the objective built on them."""
 
-from .clip import TINY_MODEL, ClipModel, load_clip, preprocess_images, random_clip
+from .clip import (
+    TINY_MODEL,
+    ClipEnsemble,
+    ClipModel,
+    load_clip,
+    preprocess_images,
+    random_clip,
+)
 
-__all__ = ["TINY_MODEL", "ClipModel", "load_clip", "preprocess_images", "random_clip"]
+__all__ = ["TINY_MODEL", "ClipEnsemble", "ClipModel", "load_clip", "preprocess_images", "random_clip"]

@@ -2,7 +2,10 @@
 
 Every model is built by open_clip from an architecture name and loaded from a checkpoint file,
 whether the file is a pretrained tag's download in open_clip's cache, a file the user names, or
-the project's own tiny model shipped in ``text2mesh/assets`` (name ``"text2mesh-tiny"``).
+one of the project's own tiny models shipped in ``text2mesh/assets``. The offline guide
+``"text2mesh-tiny"`` is an ensemble of two of them (:class:`ClipEnsemble`): a ViT that knows
+colours and patterns (``text2mesh-tiny-colour``) and a ResNet that also sees surface shape
+(``text2mesh-tiny-shape``); its similarity is the mean of theirs.
 
 Network access happens only when a pretrained tag's weights are not cached, ``HF_HUB_OFFLINE`` is
 not set and a quick connection check succeeds; otherwise :func:`load_clip` raises
@@ -26,38 +29,55 @@ import torch.nn.functional as F
 from ..errors import ClipError, first_line
 
 __all__ = [
+    "ENSEMBLES",
     "SHIPPED_MODELS",
+    "TINY_COLOUR",
     "TINY_JUDGE",
     "TINY_MODEL",
+    "TINY_SHAPE",
+    "ClipEnsemble",
     "ClipModel",
     "import_open_clip",
     "load_clip",
     "preprocess_images",
     "random_clip",
+    "shipped_checkpoints",
     "tiny_checkpoint_path",
 ]
 
 logger = logging.getLogger(__name__)
 
-TINY_MODEL = "text2mesh-tiny"
-# the independent judge: trained like the tiny model on another split, seed and width; for scoring only
+TINY_MODEL = "text2mesh-tiny"  # the offline guide: the ensemble of the next two
+TINY_COLOUR = "text2mesh-tiny-colour"  # a ViT on flat pictures of colours and patterns
+TINY_SHAPE = "text2mesh-tiny-shape"  # a ResNet on those and on rendered 3D surfaces
+# the independent judge: trained like the shape model on another split, seed and width; for scoring only
 TINY_JUDGE = "text2mesh-tiny-judge"
-SHIPPED_MODELS = (TINY_MODEL, TINY_JUDGE)
+SHIPPED_MODELS = (TINY_COLOUR, TINY_SHAPE, TINY_JUDGE)  # one config and checkpoint each in ASSETS_DIR
+# Ensembles of shipped models, equally weighted. Alone, the colour ViT leaves shape words without
+# effect (a spiky prompt made the sphere no rougher than a smooth one), and the shape ResNet pulls
+# colours too weakly in 2D and reaches flat colour for "blue and white stripes"; together they
+# pass both halves of the suite's steering tests (scripts/train_tiny_clip.py has the figures).
+ENSEMBLES = {TINY_MODEL: {TINY_COLOUR: 0.5, TINY_SHAPE: 0.5}}  # member: weight
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 HF_HOST = "huggingface.co"
 REACH_TIMEOUT_S = 3.0
 
 
-def tiny_checkpoint_path(name: str = TINY_MODEL) -> Path:
+def tiny_checkpoint_path(name: str) -> Path:
     """The shipped checkpoint of a tiny model (``text2mesh/assets/<name>.pt``)."""
     return ASSETS_DIR / f"{name}.pt"
+
+
+def shipped_checkpoints(name: str) -> list[Path]:
+    """The checkpoint files a shipped model or ensemble loads."""
+    return [tiny_checkpoint_path(member) for member in ENSEMBLES.get(name, (name,))]
 
 
 def import_open_clip():
     """The open_clip module, with the package's model configs registered (per process, idempotent)."""
     import open_clip
 
-    if TINY_MODEL not in open_clip.list_models():
+    if TINY_COLOUR not in open_clip.list_models():
         open_clip.add_model_config(ASSETS_DIR)
     return open_clip
 
@@ -166,6 +186,53 @@ class ClipModel:
         """
         pixels = self.preprocess(images.to(self.device, torch.float32))
         return F.normalize(self.model.encode_image(pixels).float(), dim=-1)
+
+
+class ClipEnsemble:
+    """Several frozen CLIPs used as one: the similarity of an image and a text is the weighted mean
+    of the members' cosine similarities (each member embeds in its own space, so the embeddings
+    are the members' unit vectors, scaled by the square roots of the weights and concatenated).
+
+    Has ClipModel's interface: ``name``, ``source``, ``image_size`` (the largest member's: each
+    member resizes to its own), ``context_length`` (the shortest), ``embed_dim``, ``device``,
+    ``to``, ``n_tokens``, ``encode_text``, ``encode_images``; ``members`` and ``weights``.
+    """
+
+    def __init__(self, members: list[ClipModel], name: str, weights: list[float] | None = None) -> None:
+        weights = weights if weights is not None else [1.0 / len(members)] * len(members)
+        if len(weights) != len(members) or abs(sum(weights) - 1.0) > 1e-6 or min(weights) < 0:
+            raise ValueError(f"ensemble weights must be {len(members)} non-negative numbers summing to 1: {weights}")
+        self.members, self.weights, self.name = list(members), list(weights), name
+        self.source = " + ".join(member.source for member in members)
+        self.image_size: tuple[int, int] = max((m.image_size for m in members), key=lambda hw: hw[0] * hw[1])
+        self.context_length: int = min(m.context_length for m in members)
+        self.embed_dim: int = sum(m.embed_dim for m in members)
+
+    def __repr__(self) -> str:
+        return f"ClipEnsemble({self.name!r}, members={[m.name for m in self.members]})"
+
+    @property
+    def device(self) -> torch.device:
+        return self.members[0].device
+
+    def to(self, device: str | torch.device) -> ClipEnsemble:
+        for member in self.members:
+            member.to(device)
+        return self
+
+    def n_tokens(self, text: str) -> int:
+        return max(member.n_tokens(text) for member in self.members)
+
+    def _joined(self, embeddings: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([w**0.5 * e for w, e in zip(self.weights, embeddings)], dim=-1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Unit-norm text embeddings [N, sum of members' D]."""
+        return self._joined([member.encode_text(texts) for member in self.members])
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-norm image embeddings [B, sum of members' D], differentiable wrt ``images`` [B,3,H,W]."""
+        return self._joined([member.encode_images(images) for member in self.members])
 
 
 @dataclass(frozen=True)
@@ -285,19 +352,24 @@ def load_clip(
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     cache_dir: str | None = None,
-) -> ClipModel:
+) -> ClipModel | ClipEnsemble:
     """Load a frozen CLIP model.
 
-    name: an open_clip architecture (``open_clip.list_models()``), or ``"text2mesh-tiny"`` /
-    ``"text2mesh-tiny-judge"``, the project's tiny models trained on colours, patterns and
-    surface shapes (their shipped checkpoints are used unless ``checkpoint`` is given;
-    ``pretrained`` is ignored for them).
+    name: an open_clip architecture (``open_clip.list_models()``), one of the project's tiny
+    models trained on colours, patterns and surface shapes (SHIPPED_MODELS: their shipped
+    checkpoints are used unless ``checkpoint`` is given; ``pretrained`` is ignored for them), or
+    ``"text2mesh-tiny"``, the ensemble of two of them (:data:`ENSEMBLES`; no ``checkpoint``).
     pretrained: an open_clip tag (e.g. ``"openai"``) or a local file; used when ``checkpoint`` is None.
     checkpoint: a local state-dict file (.pt/.bin/.safetensors) for the ``name`` architecture.
     cache_dir: open_clip's download cache (None: the Hugging Face / ``~/.cache/clip`` defaults).
     Raises ClipError (one line) for unknown names/tags, bad files, or weights that are neither
     cached nor downloadable (within seconds, without retries, when offline).
     """
+    if name in ENSEMBLES:
+        if checkpoint is not None:
+            raise ClipError(f"{name} is an ensemble of {' and '.join(ENSEMBLES[name])}: give a checkpoint to one of them")
+        members = ENSEMBLES[name]
+        return ClipEnsemble([load_clip(member, device=device) for member in members], name, list(members.values()))
     open_clip = import_open_clip()
     if name not in open_clip.list_models():
         raise ClipError(f"unknown CLIP model {name!r}; see open_clip.list_models() or use {TINY_MODEL}")
@@ -319,7 +391,7 @@ def load_clip(
     return ClipModel(model, open_clip.get_tokenizer(name), name, source)
 
 
-def random_clip(name: str = TINY_MODEL, seed: int = 0, device: str | torch.device = "cpu") -> ClipModel:
+def random_clip(name: str = TINY_COLOUR, seed: int = 0, device: str | torch.device = "cpu") -> ClipModel:
     """A CLIP with random (seeded) weights of any open_clip architecture, for tests/benchmarks."""
     open_clip = import_open_clip()
     if name not in open_clip.list_models():

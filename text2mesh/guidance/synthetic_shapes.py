@@ -31,7 +31,7 @@ from .synthetic import (
     captions_for,
 )
 
-__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "close_up", "displacement", "frame_content", "render_bank", "speckles", "surface_colours"]
+__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "close_up", "displacement", "frame_content", "pits", "render_bank", "speckles", "surface_colours"]
 
 GREY = COLOUR_NAMES.index("gray")
 
@@ -207,6 +207,13 @@ def speckles(vertices: Tensor, g: torch.Generator) -> Tensor:
     return amplitude * torch.randn(len(vertices), generator=g)
 
 
+def pits(vertices: Tensor, g: torch.Generator) -> Tensor:
+    """Offsets [V] along the normals: spikes turned inward, sharp pits. Rendered as a negative
+    (named by no surface word): an optimizer asked for "a spiky object" reached pits as readily as
+    spikes, since a model that had only seen outward cones scored both as spiky."""
+    return -displacement(vertices, SURFACES.index("spiky"), g)
+
+
 def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g: torch.Generator,
                     tint: float = 0.0) -> Tensor:
     """Per-vertex colours [V, 3]: the main colour with a 3D pattern (PATTERNS) in the second one
@@ -240,6 +247,7 @@ def render_bank(
     speckled_fraction: float = 0.15,
     close_ups: float = 0.0,
     close_up_crop: tuple[float, float] = (0.07, 0.15),
+    pitted_fraction: float = 0.0,
 ) -> ShapeBank:
     """Displace, colour and render every mesh: ``views`` x ``passes`` samples per mesh.
 
@@ -251,6 +259,8 @@ def render_bank(
     A share ``close_ups`` of the views are close-ups instead: what the stylizer's geometry pass
     shows CLIP, a crop of ``close_up_crop`` (min, max share of the area) of a render at the
     stylizer's 224 pixels, here centred on a random point of the object, at full sharpness.
+    A share ``pitted_fraction`` of the meshes that are not speckled is pitted instead (:func:`pits`,
+    surface -1): the spikes turned inward, which "spiky" must not mean.
     """
     renderer = renderer or Renderer(antialias=False)
     images, colour, second, pattern, surface = [], [], [], [], []
@@ -258,6 +268,8 @@ def render_bank(
         kind = int(torch.randint(0, len(SURFACES), (1,), generator=g))
         if float(torch.rand((), generator=g)) < speckled_fraction:
             kind, offsets = -1, speckles(vertices, g)
+        elif pitted_fraction and float(torch.rand((), generator=g)) < pitted_fraction:
+            kind, offsets = -1, pits(vertices, g)
         else:
             offsets = displacement(vertices, kind, g)
         displaced = unit_sphere(vertices + vertex_normals(vertices, faces) * offsets[:, None])
