@@ -103,8 +103,8 @@ def test_presets_load_and_demos_carry_their_prompts():
     assert candle.prompts == ["an image of a candle made of colorful crochet"] and candle.optim.seed == 102
     assert person.field.sigma == 12 and person.field.symmetry and person.guidance.local_crop == [0.4, 0.4]
     assert draft.optim.iters < load_config("default").optim.iters
-    tiny = load_config("tiny")  # the offline demo: colour only, with the shipped tiny CLIP
-    assert tiny.guidance.clip_model == "text2mesh-tiny" and not tiny.field.displacement
+    tiny = load_config("tiny")  # the offline demo: the draft run with the shipped tiny CLIP, displacement on
+    assert tiny.guidance.clip_model == "text2mesh-tiny" and tiny.field.displacement
     assert tiny.optim.iters == draft.optim.iters
 
 

@@ -11,6 +11,7 @@ import torch
 
 from text2mesh.guidance.clip import (
     ENSEMBLES,
+    TINY_COLOUR,
     TINY_MODEL,
     load_clip,
     tiny_checkpoint_path,
@@ -158,4 +159,4 @@ def test_training_script_is_deterministic_and_its_output_loads(tmp_path):
     assert set(scores) == {"colour", "colour_shaded", "pattern", *surfaces}
     a, b = torch.load(first), torch.load(second)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert load_clip(TINY_MODEL, checkpoint=first).image_size == load_clip(TINY_MODEL).image_size
+    assert load_clip(TINY_COLOUR, checkpoint=first).image_size == load_clip(TINY_COLOUR).image_size
