@@ -62,11 +62,11 @@ def steering_clip(candidate: tuple[Path, Path] | None):
     train_tiny_clip.py --model text2mesh-tiny-shape --config ... --out ...) in place of the shipped one."""
     if candidate is None:
         return load_clip(TINY_MODEL)
-    from text2mesh.guidance.clip import TINY_COLOUR, ClipEnsemble, import_open_clip
+    from text2mesh.guidance.clip import TINY_SHAPE, import_open_clip, load_ensemble
 
     config, checkpoint = candidate
     import_open_clip().add_model_config(config)
-    return ClipEnsemble([load_clip(TINY_COLOUR), load_clip(config.stem, checkpoint=checkpoint)], TINY_MODEL)
+    return load_ensemble(TINY_MODEL, {TINY_SHAPE: load_clip(config.stem, checkpoint=checkpoint)})
 
 
 def measure(result: text2mesh.StyleResult) -> dict[str, float]:

@@ -115,10 +115,10 @@ from text2mesh.guidance.clip import (
     TINY_JUDGE,
     TINY_MODEL,
     TINY_SHAPE,
-    ClipEnsemble,
     ClipModel,
     import_open_clip,
     load_clip,
+    load_ensemble,
     preprocess_images,
     tiny_checkpoint_path,
 )
@@ -441,9 +441,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"saved {args.out} ({size_mb:.1f} MB) after {minutes:.1f} min")
     print_scores(scores)
     if args.model in ENSEMBLES[TINY_MODEL]:
-        members = [clip if name == args.model else load_clip(name) for name in ENSEMBLES[TINY_MODEL]]
-        print(f"{TINY_MODEL}, the ensemble with the shipped {' and '.join(m.name for m in members if m is not clip)}:")
-        ensemble = ClipEnsemble(members, TINY_MODEL)
+        others = [name for name in ENSEMBLES[TINY_MODEL] if name != args.model]
+        print(f"{TINY_MODEL}, the ensemble with the shipped {' and '.join(others)}:")
+        ensemble = load_ensemble(TINY_MODEL, {args.model: clip})
         print_scores(evaluate(ensemble, args.eval_n, args.image_size, args.seed + 10_000, surfaces))
     return scores
 

@@ -39,6 +39,7 @@ __all__ = [
     "ClipModel",
     "import_open_clip",
     "load_clip",
+    "load_ensemble",
     "preprocess_images",
     "random_clip",
     "shipped_checkpoints",
@@ -368,8 +369,7 @@ def load_clip(
     if name in ENSEMBLES:
         if checkpoint is not None:
             raise ClipError(f"{name} is an ensemble of {' and '.join(ENSEMBLES[name])}: give a checkpoint to one of them")
-        members = ENSEMBLES[name]
-        return ClipEnsemble([load_clip(member, device=device) for member in members], name, list(members.values()))
+        return load_ensemble(name, device=device)
     open_clip = import_open_clip()
     if name not in open_clip.list_models():
         raise ClipError(f"unknown CLIP model {name!r}; see open_clip.list_models() or use {TINY_MODEL}")
@@ -389,6 +389,16 @@ def load_clip(
         raise ClipError(f"cannot load CLIP {name} weights from {source}: {first_line(exc)}") from None
     logger.info("loaded CLIP %s from %s", name, source)
     return ClipModel(model, open_clip.get_tokenizer(name), name, source)
+
+
+def load_ensemble(name: str, substitutes: dict[str, ClipModel] | None = None,
+                  device: str | torch.device = "cpu") -> ClipEnsemble:
+    """A shipped ensemble (:data:`ENSEMBLES`) with its weights, each member loaded from its shipped
+    checkpoint unless ``substitutes`` gives a model for it (a candidate being trained or measured)."""
+    substitutes = substitutes or {}
+    members = ENSEMBLES[name]
+    loaded = [substitutes.get(member) or load_clip(member, device=device) for member in members]
+    return ClipEnsemble(loaded, name, list(members.values()))
 
 
 def random_clip(name: str = TINY_COLOUR, seed: int = 0, device: str | torch.device = "cpu") -> ClipModel:
