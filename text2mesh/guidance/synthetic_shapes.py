@@ -31,7 +31,7 @@ from .synthetic import (
     captions_for,
 )
 
-__all__ = ["BASE_KINDS", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "close_up", "displacement", "frame_content", "pits", "render_bank", "speckles", "surface_colours"]
+__all__ = ["BASE_KINDS", "GREY", "SURFACES", "ShapeBank", "bank_batch", "base_meshes", "close_up", "displacement", "frame_content", "pits", "render_bank", "speckles", "surface_colours"]
 
 GREY = COLOUR_NAMES.index("gray")
 
@@ -248,6 +248,7 @@ def render_bank(
     close_ups: float = 0.0,
     close_up_crop: tuple[float, float] = (0.07, 0.15),
     pitted_fraction: float = 0.0,
+    surfaces: Tensor | None = None,
 ) -> ShapeBank:
     """Displace, colour and render every mesh: ``views`` x ``passes`` samples per mesh.
 
@@ -261,12 +262,17 @@ def render_bank(
     stylizer's 224 pixels, here centred on a random point of the object, at full sharpness.
     A share ``pitted_fraction`` of the meshes that are not speckled is pitted instead (:func:`pits`,
     surface -1): the spikes turned inward, which "spiky" must not mean.
+    ``surfaces`` [len(meshes)] int64 gives each mesh its surface (index into :data:`SURFACES`)
+    instead of drawing it (and none is speckled or pitted): a balanced evaluation set.
     """
     renderer = renderer or Renderer(antialias=False)
     images, colour, second, pattern, surface = [], [], [], [], []
-    for vertices, faces in meshes:
+    for i, (vertices, faces) in enumerate(meshes):
         kind = int(torch.randint(0, len(SURFACES), (1,), generator=g))
-        if float(torch.rand((), generator=g)) < speckled_fraction:
+        if surfaces is not None:
+            kind = int(surfaces[i])
+            offsets = displacement(vertices, kind, g)
+        elif float(torch.rand((), generator=g)) < speckled_fraction:
             kind, offsets = -1, speckles(vertices, g)
         elif pitted_fraction and float(torch.rand((), generator=g)) < pitted_fraction:
             kind, offsets = -1, pits(vertices, g)
