@@ -271,12 +271,11 @@ def render_bank(
         kind = int(torch.randint(0, len(SURFACES), (1,), generator=g))
         if surfaces is not None:
             kind = int(surfaces[i])
-            offsets = displacement(vertices, kind, g)
         elif float(torch.rand((), generator=g)) < speckled_fraction:
             kind, offsets = -1, speckles(vertices, g)
         elif pitted_fraction and float(torch.rand((), generator=g)) < pitted_fraction:
             kind, offsets = -1, pits(vertices, g)
-        else:
+        if kind >= 0:
             offsets = displacement(vertices, kind, g)
         displaced = unit_sphere(vertices + vertex_normals(vertices, faces) * offsets[:, None])
         c, p, s = _labels(passes, g, plain_fraction=0.45)
