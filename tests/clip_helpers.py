@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from text2mesh.guidance.clip import ClipModel, import_open_clip, random_clip
+from text2mesh.guidance.clip import (
+    TINY_MODEL,
+    ClipModel,
+    import_open_clip,
+    random_clip,
+    shipped_checkpoints,
+)
 
 CONFIG = Path(__file__).resolve().parent / "models" / "random-vit.json"
 
@@ -19,3 +25,8 @@ def random_vit(seed: int = 0) -> ClipModel:
     if CONFIG.stem not in open_clip.list_models():
         open_clip.add_model_config(CONFIG)
     return random_clip(CONFIG.stem, seed=seed)
+
+
+def tiny_clip_is_shipped() -> bool:
+    """Whether every checkpoint of the offline guide (text2mesh-tiny's members) is in text2mesh/assets."""
+    return all(path.is_file() for path in shipped_checkpoints(TINY_MODEL))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clip_helpers import tiny_clip_is_shipped
 from PIL import Image
 from stylize_helpers import run_cli
 
@@ -25,13 +26,12 @@ from text2mesh.generators.diffusion import (
     tiny_diffusion_path,
 )
 from text2mesh.generators.guided import load_guided, parse_flags, scheduler_config
-from text2mesh.guidance.clip import TINY_MODEL, shipped_checkpoints
 from text2mesh.imaging import imagine, load_image_run, vary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 needs_tiny_models = pytest.mark.skipif(
-    not all(path.is_file() for path in shipped_checkpoints(TINY_MODEL)) or not (tiny_diffusion_path() / "config.json").is_file(),
+    not tiny_clip_is_shipped() or not (tiny_diffusion_path() / "config.json").is_file(),
     reason="the shipped tiny CLIP and tiny diffusion model (text2mesh/assets) are not there; run "
            "scripts/train_tiny_clip.py and scripts/train_tiny_diffusion.py",
 )

@@ -3,21 +3,20 @@
 import numpy as np
 import pytest
 import torch
-from clip_helpers import random_vit
+from clip_helpers import random_vit, tiny_clip_is_shipped
 from PIL import Image
 
 from text2mesh.cli import main
 from text2mesh.config import load_config
 from text2mesh.generators import build_canvas
 from text2mesh.generators.vqgan import tiny_vqgan_path
-from text2mesh.guidance.clip import TINY_MODEL, shipped_checkpoints
 from text2mesh.imaging import imagine, load_image_run, vary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 needs_tiny = pytest.mark.skipif(
-    not all(path.is_file() for path in shipped_checkpoints(TINY_MODEL)),
+    not tiny_clip_is_shipped(),
     reason="the trained tiny CLIPs (text2mesh/assets/text2mesh-tiny-*.pt) are not there; run scripts/train_tiny_clip.py",
 )
 
