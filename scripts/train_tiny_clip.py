@@ -309,7 +309,7 @@ def held_out_shapes() -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
 
 def held_out_meshes(repeats: int = 4) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]:
     """Surfaces of shapes never drawn in training (:func:`held_out_shapes`), balanced: every
-    held-out mesh with every surface word ``repeats`` times (until 2026-12-06: 48 meshes drawn at
+    held-out mesh with every surface word ``repeats`` times (until 2026-12-05: 48 meshes drawn at
     random, each with a random word, so a mesh's figure could rest on a few draws of two words).
 
     Returns the meshes, which of HELD_OUT_NAMES each is and its surface (index into SURFACES),
