@@ -257,5 +257,7 @@ def test_the_offline_guide_is_the_ensemble_of_the_shipped_colour_and_shape_model
     tiny = load_clip(TINY_MODEL)
     assert [m.name for m in tiny.members] == [TINY_COLOUR, TINY_SHAPE]
     assert all(m.source == str(clip_module.tiny_checkpoint_path(m.name)) for m in tiny.members)
+    assert tiny.members[0].tokenizer is tiny.members[1].tokenizer  # one BPE table for towers set alike
+    assert torch.equal(tiny.members[0].tokenize(["a red object"]), import_open_clip().tokenize(["a red object"], 24))
     with pytest.raises(ClipError, match="ensemble of text2mesh-tiny-colour and text2mesh-tiny-shape"):
         load_clip(TINY_MODEL, checkpoint=tmp_path / "any.pt")

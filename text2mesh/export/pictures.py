@@ -255,9 +255,13 @@ def loss_plot(losses: Sequence[float], size: tuple[int, int] = (640, 360), title
 
 
 def save_png(picture: np.ndarray, path: str | Path) -> Path:
-    """Write an [H, W, 3] uint8 picture as PNG (atomically)."""
+    """Write an [H, W, 3] uint8 picture as PNG (atomically).
+
+    zlib's default level, not PIL's ``optimize``: that searched for files 3-4% smaller at 6x the
+    time (0.8 s for a 1152x768 before/after picture on 2 cores, a tenth of a short run).
+    """
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(picture, np.uint8)).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(np.asarray(picture, np.uint8)).save(buffer, format="PNG")
     return write_bytes_atomic(path, buffer.getvalue())
 
 
