@@ -263,6 +263,7 @@ def test_batch_under_local_ray(tmp_path, ball, local_ray):
     assert [r.status for r in records] == ["done"] * 3
     assert_complete(out, iters=3)
     assert all(":" in r.worker for r in records)  # host:pid of the Ray worker
+    assert all(r.progress["step"] == r.progress["total"] == 3 for r in records)  # reported from the Ray tasks
 
 
 @pytest.mark.slow

@@ -254,9 +254,11 @@ class LocalExecutor(Executor):
             slot.update(process=None, conn=None, task=None)
 
 
-def _ray_task(spec_data: dict, mesh: tuple[str, bytes] | None, packed: bytes | None) -> dict:
+def _ray_task(job_id: str, spec_data: dict, mesh: tuple[str, bytes] | None, packed: bytes | None,
+              progress=None) -> dict:
     """A job as a Ray task on any node: the mesh and any earlier checkpoint travel with it, the
-    finished run folder travels back packed (no shared filesystem needed)."""
+    finished run folder travels back packed (no shared filesystem needed); ``progress`` (a Ray
+    queue) gets its progress events as it runs."""
     import socket
 
     from .runner import JobRunner
@@ -270,7 +272,8 @@ def _ray_task(spec_data: dict, mesh: tuple[str, bytes] | None, packed: bytes | N
         run_dir = Path(tmp) / "run"
         if packed is not None:
             unpack_run(packed, run_dir)
-        event = run_task(JobRunner(), Task(spec.name, spec, run_dir))
+        send = progress.put_nowait if progress is not None else None
+        event = run_task(JobRunner(), Task(job_id, spec, run_dir), send)
         worker = f"{socket.gethostname()}:{os.getpid()}"
         result = {"kind": event.kind, "error": event.error, "worker": worker, "packed": None}
         if run_dir.is_dir():
@@ -282,7 +285,8 @@ class RayExecutor(Executor):
     """Each task a Ray task (``ray.init(address)``: ``auto`` joins a running cluster, None starts a
     local one), asking for one GPU when the cluster has GPUs; Ray retries tasks whose worker was
     lost (``max_retries``). cpus_per_task: the CPUs a task asks for (and the threads torch uses
-    in it)."""
+    in it). The tasks' progress events reach the driver through a Ray queue (an actor of no CPU),
+    as local workers' come through their pipes."""
 
     name = "ray"
 
@@ -300,6 +304,9 @@ class RayExecutor(Executor):
             ray.init(address=address, **kwargs)
         gpus = ray.cluster_resources().get("GPU", 0)
         self._remote = ray.remote(num_cpus=cpus_per_task, num_gpus=1 if gpus else 0, max_retries=retries)(_ray_task)
+        from ray.util.queue import Queue
+
+        self._progress = Queue(actor_options={"num_cpus": 0})
         self._pending: dict[Any, Task] = {}
         self._events: list[Event] = []
 
@@ -308,17 +315,25 @@ class RayExecutor(Executor):
         if task.spec.mesh is not None:
             mesh = (Path(task.spec.mesh).name, Path(task.spec.mesh).read_bytes())
         packed = pack_run(task.run_dir) if (task.run_dir / "checkpoint.pt").is_file() else None
-        ref = self._remote.remote(task.spec.to_dict(), mesh, packed)
+        ref = self._remote.remote(task.job_id, task.spec.to_dict(), mesh, packed, self._progress)
         self._pending[ref] = task
         self._events.append(Event("started", task.job_id, worker="ray"))
 
     def next_event(self, timeout: float) -> Event | None:
+        if not self._events:
+            self._receive_progress()
         if not self._events and self._pending:
             ready, _ = self._ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            self._receive_progress()  # a task's last report was queued before it returned: it goes first
             for ref in ready:
                 task = self._pending.pop(ref)
                 self._events.append(self._collect(ref, task))
         return self._events.pop(0) if self._events else None
+
+    def _receive_progress(self) -> None:
+        waiting = self._progress.qsize()
+        if waiting:
+            self._events.extend(self._progress.get_nowait_batch(waiting))
 
     def _collect(self, ref, task: Task) -> Event:
         try:
@@ -345,6 +360,7 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         self._pending.clear()
+        self._progress.shutdown()
 
 
 def visible_gpus() -> list[str]:
