@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .errors import ConfigError, RunFolderError
 from .export.files import write_bytes_atomic
+from .guidance.clip import TINY_MODEL
 
 SCORE_FILE = "score.json"
 DEFAULT_CLIP = ("ViT-B-32", "laion400m_e31")
@@ -39,7 +40,7 @@ ITS_EVERY = 10
 # CLIPs; 0.4 for the tiny model, whose cosines run higher (bench_quality, the ensemble: colour
 # prompts pass it by iteration 20 and plateau at 0.41-0.44, "a spiky object" reaches 0.33-0.39 and
 # "blue and white stripes" 0.24 in the draft's 50 iterations, from -0.10 to 0.22 at the first).
-ITS_THRESHOLDS = {"text2mesh-tiny": 0.4}
+ITS_THRESHOLDS = {TINY_MODEL: 0.4}
 ITS_DEFAULT_THRESHOLD = 0.22
 
 
