@@ -409,6 +409,7 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
         print(f"rendered {len(bank.surface)} training surfaces in {time.time() - start:.1f}s", flush=True)
     crops = AugmentSpec(1, scale=(args.shape_crop, 1.0), distortion=0.5, p=0.5)
     white = torch.ones(3)
+    surfaces = surface_eval_banks(args.seed + 20_000) if args.eval_every else None  # rendered once
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
@@ -432,7 +433,6 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
             print(f"step {step:5d}  loss {loss.item():.4f}  scale {model.logit_scale.exp().item():6.2f}  "
                   f"{time.time() - start:6.1f}s", flush=True)
         if args.eval_every and step > 0 and step % args.eval_every == 0:
-            surfaces = surface_eval_banks(args.seed + 20_000)
             frozen = frozen_copy(model, tokenizer, args.arch)
             scores = evaluate(frozen, 220, args.image_size, args.seed + 10_000, surfaces)
             if bank is not None:
