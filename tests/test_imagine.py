@@ -85,11 +85,12 @@ def assert_leans_without_collapsing(result, channel):
 
 
 # Each generator at its default rate, 64x64, 8 cutouts: strokes with wide brushes (narrow ones
-# leave most of the white canvas showing) and a longer run; vqgan with the shipped tiny VQ model.
+# leave most of the white canvas showing) and a longer run (at 120 steps, on torch 2.14 and one
+# thread, green led blue by 0.149; at 160 by 0.179, seed 0 by 0.2); vqgan with the shipped tiny VQ model.
 LEAN_SETTINGS = {
     "field": ({}, 80),
     "pixels": ({}, 80),
-    "strokes": ({"stroke_width": [0.15, 0.35]}, 120),
+    "strokes": ({"stroke_width": [0.15, 0.35]}, 160),
     "vqgan": ({"vqgan": "text2mesh-tiny-vqgan"}, 60),
 }
 
