@@ -208,8 +208,12 @@ def test_one_iteration_loss_and_gradient_equal_the_reference_loop(clip, tmp_path
     assert parts == pytest.approx({"full": full.item(), "local": local.item(), "geometry": geometry.item()}, abs=1e-4)
     averaged = full + local / 3 + geometry / 3  # what averaging each term would give
     assert abs(ours.item() - averaged.item()) > 1e-3
+    # Equal up to float32 sums taken in another order (one backward pass against three), compared
+    # as whole tensors: on torch 2.14.1 the weights' gradients differ by 1e-4 to 2.3e-4 of their
+    # norm (single near-cancelled elements by up to 1.8e-3 of the largest, which an element-wise
+    # test with an absolute 1e-6 no longer allowed); a term weighted 1/3 would differ by ~30%.
     for a, b in zip(our_grads, their_grads):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6 * max(1.0, b.abs().max().item()))
+        assert (a - b).norm() <= 1e-3 * b.norm() + 1e-12, float((a - b).norm() / b.norm())
 
 
 def test_term_weights_scale_their_terms_on_top(clip, tmp_path):
