@@ -431,7 +431,7 @@ def random_clip(name: str = TINY_COLOUR, seed: int = 0, device: str | torch.devi
     with torch.random.fork_rng(devices=[]), _quiet_open_clip():
         torch.manual_seed(seed)
         model = open_clip.create_model(name, pretrained=None, device=device)
-    return ClipModel(model, open_clip.get_tokenizer(name), name, f"random(seed={seed})")
+    return ClipModel(model, _tokenizer(name), name, f"random(seed={seed})")
 
 
 @contextlib.contextmanager
