@@ -88,16 +88,24 @@ def test_zero_shot_pattern_accuracy_on_held_out_images(tiny):
     assert plain_vs_patterned >= 0.85, f"plain-vs-patterned accuracy {plain_vs_patterned:.3f}"
 
 
+@pytest.fixture(scope="module")
+def held_out_surfaces():
+    """The training script's held-out surface renders (other draws), rendered once for both models:
+    the script module, the bank and the bank as a captioned batch."""
+    script = _load_script()
+    bank, _ = script.surface_eval_bank(HELD_OUT_SEED)
+    rendered = bank_batch(bank, torch.arange(len(bank.surface)), bank.images.float() / 255, torch.Generator())
+    return script, bank, rendered
+
+
 @pytest.mark.parametrize("name", [TINY_MODEL, TINY_JUDGE])
-def test_zero_shot_surface_accuracy_on_meshes_never_seen_in_training(name):
+def test_zero_shot_surface_accuracy_on_meshes_never_seen_in_training(name, held_out_surfaces):
     """Five surface words (chance 20%) on renders of the shipped vase, dog and human and a torus,
     every word on every mesh (the training script's held-out set, other draws), by the guide and
     by the judge: grey as the geometry pass draws them and coloured; every word is told apart,
     not just the easy ones."""
-    clip, script = load_clip(name), _load_script()
-    bank, _ = script.surface_eval_bank(HELD_OUT_SEED)
-    rendered = bank_batch(bank, torch.arange(len(bank.surface)), bank.images.float() / 255, torch.Generator())
-    hits = script.zero_shot_hits(clip, rendered, surface_prompts(), rendered.surface).float()
+    script, bank, rendered = held_out_surfaces
+    hits = script.zero_shot_hits(load_clip(name), rendered, surface_prompts(), rendered.surface).float()
     per_word = [round(float(hits[bank.surface == i].mean()), 3) for i in range(len(SURFACES))]
     assert hits.mean() >= SURFACE_BAR, f"surface accuracy {hits.mean():.3f}; per word {per_word}"
     assert hits[bank.colour == GREY].mean() >= SURFACE_BAR, f"on grey renders {hits[bank.colour == GREY].mean():.3f}"
