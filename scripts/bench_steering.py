@@ -7,13 +7,14 @@ came out is measured with :mod:`text2mesh.mesh.statistics`:
     roughness        mean |uniform Laplacian of d|: spikes and sharp grooves raise it
     direction_share  share of d's gradient along its main direction (1/3: no direction)
     bumps            isolated compact bumps among the highest detail
+    skewness         which way the detail points: > 0 studs standing out, < 0 pits
     size             bounding-box diagonal of the stylized mesh / the base mesh's (normalized frame)
 
 and for the stripe prompt the colour's stripe score (share of colour variance explained by one
 axis, and the bands along it). Last lines, the figures to quote:
 
     spiky_vs_smooth_roughness <ratio, mean over meshes>
-    ridged_direction_share <mean>   bumpy_bumps <mean>   stripes_score <mean>
+    ridged_direction_share <mean>   bumpy_bumps <mean>   spiky_skewness <mean>   stripes_score <mean>
 
     python scripts/bench_steering.py                  # about 3 minutes on 2 cores
     python scripts/bench_steering.py --keep runs/steer  # keep run folders to look at (grey renders)
@@ -34,6 +35,7 @@ from text2mesh.config import load_config
 from text2mesh.guidance.clip import TINY_MODEL, load_clip
 from text2mesh.mesh.statistics import (
     bump_count,
+    detail_skewness,
     direction_share,
     roughness,
     stripe_score,
@@ -77,6 +79,7 @@ def measure(result: text2mesh.StyleResult) -> dict[str, float]:
         "roughness": roughness(d, base.faces),
         "direction_share": direction_share(d, base.vertices, base.faces),
         "bumps": bump_count(d, base.vertices, base.faces),
+        "skewness": detail_skewness(d, base.faces),
         "size": diagonal(result.vertices) / diagonal(base.vertices),
     }
 
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "ridged_direction_share": mean("ridged", "direction_share"),
         "bumpy_bumps": mean("bumpy", "bumps"),
         "smooth_bumps": mean("smooth", "bumps"),
+        "spiky_skewness": mean("spiky", "skewness"),
         "size_min": min(r["size"] for r in rows.values()),
         "size_max": max(r["size"] for r in rows.values()),
         "stripes_score": mean(STRIPES, "stripes"),

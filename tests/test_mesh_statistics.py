@@ -12,6 +12,7 @@ from text2mesh.guidance.synthetic import SURFACES
 from text2mesh.guidance.synthetic_shapes import displacement
 from text2mesh.mesh.statistics import (
     bump_count,
+    detail_skewness,
     direction_share,
     roughness,
     stripe_score,
@@ -67,6 +68,15 @@ def test_bumps_are_counted_where_there_are_bumps(sphere, surfaces):
     count = {name: bump_count(d, vertices, faces) for name, d in surfaces.items()}
     assert count["bumpy"] >= 5 and count["spiky"] >= 10
     assert count["wavy"] <= 2 and count["ridged"] <= 2 and count["smooth"] < count["bumpy"]  # crests are not bumps
+
+
+def test_studs_point_out_pits_point_in_and_symmetric_detail_points_nowhere(sphere, surfaces):
+    _, faces = sphere
+    skew = {name: detail_skewness(d, faces) for name, d in surfaces.items()}
+    pitted = detail_skewness(-surfaces["spiky"], faces)
+    assert skew["spiky"] > 1.0 and skew["bumpy"] > 1.0, skew
+    assert pitted == pytest.approx(-skew["spiky"], rel=1e-4), "pits: the spikes' skewness, turned"
+    assert abs(skew["wavy"]) < 0.5 and abs(skew["ridged"]) < 0.5 and abs(skew["smooth"]) < 0.5, skew
 
 
 def test_stripes_score_high_with_their_bands_and_blotches_score_low(sphere):

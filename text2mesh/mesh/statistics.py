@@ -1,7 +1,7 @@
 """What a signal on a mesh's vertices looks like, as numbers: how rough, how directional, how
-bumpy a displacement is, and how striped a colour is.
+bumpy a displacement is, which way its detail points, and how striped a colour is.
 
-These are the measures behind the claims "a spiky prompt gives spikes", "ridged gives grooves in
+These are the measures behind the claims "a spiky prompt gives spikes" (not pits), "ridged gives grooves in
 one direction", "bumpy gives isolated bumps" and "stripes come out striped" (tests and
 ``scripts/bench_steering.py``). All take a mesh on the unit sphere (as the stylizer sees it).
 """
@@ -17,6 +17,7 @@ from .structures import face_areas, face_normals
 
 __all__ = [
     "bump_count",
+    "detail_skewness",
     "direction_share",
     "roughness",
     "stripe_score",
@@ -76,6 +77,25 @@ def _smoothed(values: Tensor, faces: Tensor, passes: int) -> Tensor:
     return values
 
 
+def _detail(displacement: Tensor, faces: Tensor) -> Tensor:
+    """A displacement's fine detail [V]: lightly smoothed (single-vertex noise out) minus its broad
+    shape (a swell or a wave's long trend)."""
+    fine = _smoothed(displacement, faces, 2)
+    return fine - _smoothed(fine, faces, 8)
+
+
+def detail_skewness(displacement: Tensor, faces: Tensor) -> float:
+    """Which way a displacement's detail points: the skewness E[x^3] / E[x^2]^1.5 of its detail.
+
+    Studs and spikes standing out of the surface give a long positive tail (positive), the same
+    spikes turned inward, sharp pits, a negative one; symmetric detail (waves, grooves' triangle
+    profile, noise) near 0. What tells "a spiky object" that came out spiky from one that came
+    out pitted: both are equally rough."""
+    detail = _detail(displacement, faces)
+    detail = detail - detail.mean()
+    return float(detail.pow(3).mean() / detail.pow(2).mean().clamp(min=1e-20).pow(1.5))
+
+
 def bump_count(displacement: Tensor, vertices: Tensor, faces: Tensor, top: float = 0.15, radius: float = 0.12,
                min_height: float = 0.004, roundness: float = 0.4) -> int:
     """Isolated bumps: connected regions of the highest ``top`` share of the displacement's detail
@@ -87,8 +107,7 @@ def bump_count(displacement: Tensor, vertices: Tensor, faces: Tensor, top: float
     short pieces of crest (too elongated)."""
     import trimesh
 
-    fine = _smoothed(displacement, faces, 2)
-    detail = fine - _smoothed(fine, faces, 8)
+    detail = _detail(displacement, faces)
     high = (detail >= torch.quantile(detail, 1 - top)) & (detail >= max(min_height, 0.25 * float(detail.max())))
     edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     edges = edges[high[edges[:, 0]] & high[edges[:, 1]]]
