@@ -102,6 +102,20 @@ apart): a bumpy leg is a thicker leg and a ridged arm shows no grooves at 64 pix
 The same with ``--pits 0.1`` (38 minutes): 0.617 alone, 0.596 in the ensemble (human 0.26), and
 "a spiky object" no longer steers the sphere (roughness 0.0024, half the smooth run's is asked).
 
+Which way the spikes point is measured since 2026-12-05 (``mesh.statistics.detail_skewness``,
+printed by scripts/bench_steering.py as ``spiky_skewness``: > 0 studs, < 0 pits): the shipped
+ensemble makes pits on both meshes (-2.2 sphere, -2.6 vase). Two more draws of the shipped command
+with ``--pits 0.1`` under torch 2.14.1 (``--seed 3`` and ``--seed 4``, 45-49 minutes each with
+pauses): seed 3, held-out colour 0.972, pattern 0.935, surface 0.556 (0.571 in the
+ensemble; human 0.27), "a spiky object" steers the vase (still pits, -1.8) and not the sphere
+(roughness 0.3x the smooth run's), "a ridged object" gets a direction (0.54 sphere, 0.46
+vase: diagonal grooves, looked at); seed 4, surface 0.604 (0.615 in the ensemble), spiky 7x
+smooth on the sphere but faint, the vase barely rough, stripes 0.05. Neither in place of the
+shipped shape model. As a third member beside it (colour 0.5, two shape models 0.25 each; seed 3):
+studs on the vase (skewness 1.5, 106 counted bumps, silhouette studs looked at; size 1.025) but
+the sphere nearly smooth (roughness 4.4x smooth, faint pits); with both draws as members (weights
+0.5 and 1/6 each) the vase 1.6 and the sphere -1.1: each member's own taste shows on one mesh.
+
 The judge (``text2mesh-tiny-judge``, used only to score results, never to optimize) is the
 ResNet tower at another width (32 where the shape model has 24, and a wider text tower: its own
 JSON in ``text2mesh/assets``), another seed (1) and another split of the data: no rounded boxes
