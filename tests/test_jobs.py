@@ -175,14 +175,17 @@ def test_pack_and_unpack_round_trip(tmp_path):
 @pytest.mark.slow
 def test_batch_runs_locally_records_a_failure_and_reruns_nothing(tmp_path, ball):
     data = three_jobs(ball)
+    # the grid's jobs listed one by one, before the broken one: the pool hands the first two jobs
+    # to its two workers as they are submitted, so both workers run a job that succeeds
+    data["jobs"] += [{"mesh": str(ball), "prompt": prompt} for prompt in data.pop("grid")["prompts"]]
     broken = tmp_path / "broken.obj"
     broken.write_text("v 0 0 0\nthis is not an obj file\n")
     data["jobs"].append({"mesh": str(broken), "prompt": "a red object", "name": "broken"})
     out = tmp_path / "out"
     records = batch(manifest(tmp_path, data), out, workers=2, retries=1)
-    assert [(r.id, r.status) for r in records] == [("red-ball", "done"), ("broken", "failed"),
-                                                   ("ball-a-blue-object", "done"), ("ball-a-green-object", "done")]
-    failed = records[1]
+    assert [(r.id, r.status) for r in records] == [("red-ball", "done"), ("ball-a-blue-object", "done"),
+                                                   ("ball-a-green-object", "done"), ("broken", "failed")]
+    failed = records[3]
     assert failed.attempt == 2 and "point cloud (no faces)" in failed.error and "\n" not in failed.error
     assert failed.error in (out / "index.html").read_text()
     good = {k: v for k, v in assert_complete(out, 3, failed=("broken",)).items() if k != "broken"}
@@ -190,7 +193,7 @@ def test_batch_runs_locally_records_a_failure_and_reruns_nothing(tmp_path, ball)
     assert len({r.worker for r in good.values()}) == 2  # two worker processes shared the jobs
     before = {k: (out / r.run_dir / "loss.csv").stat().st_mtime_ns for k, r in good.items()}
     again = batch(manifest(tmp_path, data), out, retries=0)
-    assert [r.status for r in again] == ["done", "failed", "done", "done"]
+    assert [r.status for r in again] == ["done", "done", "done", "failed"]
     assert {k: (out / r.run_dir / "loss.csv").stat().st_mtime_ns for k, r in good.items()} == before
 
 
