@@ -62,7 +62,8 @@ def test_spiky_prompt_gives_a_rougher_displacement_than_smooth(runs, name):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 17: the shipped guide's spikes are sharp pits, not studs (detail "
-                   "skewness -2.2 on the sphere, -2.6 on the vase; scripts/bench_steering.py spiky_skewness)")
+                   "skewness of these runs -3.3 on the sphere, -3.0 on the vase; at the draft settings of "
+                   "scripts/bench_steering.py -2.2 and -2.6)")
 @pytest.mark.parametrize("name", ["sphere", "vase"])
 def test_spiky_prompt_raises_studs_not_pits(runs, name):
     spiky = runs[(name, "a spiky object")]

@@ -1,8 +1,8 @@
 """What a signal on a mesh's vertices looks like, as numbers: how rough, how directional, how
 bumpy a displacement is, which way its detail points, and how striped a colour is.
 
-These are the measures behind the claims "a spiky prompt gives spikes" (not pits), "ridged gives grooves in
-one direction", "bumpy gives isolated bumps" and "stripes come out striped" (tests and
+These are the measures behind the claims "a spiky prompt gives spikes" (not pits), "ridged gives
+grooves in one direction", "bumpy gives isolated bumps" and "stripes come out striped" (tests and
 ``scripts/bench_steering.py``). All take a mesh on the unit sphere (as the stylizer sees it).
 """
 
