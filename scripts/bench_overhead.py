@@ -10,6 +10,13 @@ the medians. Also:
 - ``strokes_gif_vs_run``: writing ``strokes.gif`` over the strokes run's optimization time (the
   README's strokes example: 120 iterations at 256x256 with the tiny CLIP), in this process.
 
+- ``optimizer_floor_seconds``: ``import torch`` and one ``torch.optim.Adam``: since torch 2.x an
+  optimizer's first ``add_param_group`` imports ``torch._dynamo`` (``torch._compile._disable_dynamo``;
+  1.1-1.5 s on 2 cores), so no tool that optimizes with torch.optim starts faster;
+- ``library_floor_seconds``: that, plus importing the libraries a run stands on (open_clip, which
+  brings torchvision and timm, and trimesh). ``short_run_vs_library_floor`` is what the project's
+  own code adds (its modules, loading the mesh and the models, one iteration, the files).
+
 Prints ``short_run_vs_torch_import <ratio of medians>`` last (target <= 2).
 
     python scripts/bench_overhead.py [--rounds 5] [--threads 2] [--skip-strokes]
@@ -27,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ADAM = "torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
+OPTIMIZER_FLOOR = f"import torch; {ADAM}"
+LIBRARY_FLOOR = f"import torch, open_clip, trimesh; {ADAM}"
 SHORT_RUN = ["stylize", str(ROOT / "meshes" / "human.obj"), "a red object", "--clip-model", "text2mesh-tiny",
              "--preset", "tiny", "--iters", "1", "--quiet"]
 
@@ -75,20 +85,27 @@ def main() -> None:
     # A user's Python caches the package's bytecode after its first run; with this set (as on the
     # project's sandboxes) every round would compile text2mesh's modules again (~0.2 s).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    torch_import, short_run, help_, error = [], [], [], []
+    torch_import, optimizer, library, short_run, help_, error = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
             torch_import.append(timed([sys.executable, "-c", "import torch"], env))
+            optimizer.append(timed([sys.executable, "-c", OPTIMIZER_FLOOR], env))
+            library.append(timed([sys.executable, "-c", LIBRARY_FLOOR], env))
             short_run.append(timed(text2mesh_command(*SHORT_RUN, "-o", str(Path(tmp) / f"run{index}")), env))
             help_.append(timed(text2mesh_command("--help"), env))
             error.append(timed(text2mesh_command("stylize", str(Path(tmp) / "missing.obj"), "a red object"), env))
-            print(f"round {index}: import torch {torch_import[-1]:.2f} s, short run {short_run[-1]:.2f} s, "
+            print(f"round {index}: import torch {torch_import[-1]:.2f} s, + Adam {optimizer[-1]:.2f} s, + libraries "
+                  f"{library[-1]:.2f} s, short run {short_run[-1]:.2f} s, "
                   f"help {help_[-1]:.2f} s, input error {error[-1]:.2f} s", flush=True)
         if not (Path(tmp) / "run0" / "renders" / "turntable.gif").exists():
             sys.exit("the short run wrote no turntable.gif; run it by hand to see why")
     torch_median, run_median = statistics.median(torch_import), statistics.median(short_run)
     print(f"import_torch_seconds {torch_median:.2f}")
+    library_median = statistics.median(library)
+    print(f"optimizer_floor_seconds {statistics.median(optimizer):.2f}")
+    print(f"library_floor_seconds {library_median:.2f}")
     print(f"short_run_seconds {run_median:.2f}")
+    print(f"short_run_vs_library_floor {run_median / library_median:.2f}")
     print(f"help_seconds {statistics.median(help_):.2f}")
     print(f"error_seconds {statistics.median(error):.2f}")
     if not args.skip_strokes:
