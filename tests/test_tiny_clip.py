@@ -19,10 +19,12 @@ from text2mesh.guidance.clip import (
 )
 from text2mesh.guidance.synthetic import (
     COLOUR_NAMES,
+    MOTTLED,
     PATTERN_ADJECTIVES,
     PATTERN_NOUNS,
     PATTERNS,
     _colour_values,
+    _pattern_mask,
     caption_matches,
     colour_prompts,
     make_batch,
@@ -167,6 +169,40 @@ def test_blended_twins_are_plain_pictures_no_pattern_caption_is_true_of():
     assert not matches[n:, :n][:, batch.cap_colour[:n] >= 0].any(), "no colour word is true of a twin"
     assert not matches[n:, :n][:, batch.cap_pattern[:n] > 0].any(), "no pattern word is true of a twin"
     assert matches.diagonal().all() and all(not any(c in t for c in COLOUR_NAMES) for t in batch.captions[n:])
+
+
+def _orientation_coherence(masks: torch.Tensor) -> torch.Tensor:
+    """[n] 1 - (smaller / larger eigenvalue) of each mask's gradient structure tensor: ~1 for
+    parallel stripes, lower when the edges run every way. masks: [n,H,W]."""
+    dy, dx = masks[:, 1:, :-1] - masks[:, :-1, :-1], masks[:, :-1, 1:] - masks[:, :-1, :-1]
+    tensor = torch.stack([(dx * dx).sum((1, 2)), (dx * dy).sum((1, 2)), (dy * dy).sum((1, 2))], dim=1)
+    a, b, c = tensor.unbind(1)
+    root = torch.sqrt(((a - c) / 2) ** 2 + b**2)
+    return 1 - ((a + c) / 2 - root) / ((a + c) / 2 + root).clamp(min=1e-9)
+
+
+def test_mottled_pictures_are_blotches_without_a_direction_no_stripes_caption_is_true_of():
+    """The fifth pattern, drawn only when asked for: blotches of both colours whose edges run
+    every way (stripes' run one way), named by their own words and by no other pattern's."""
+    assert not (make_batch(48, 32, torch.Generator().manual_seed(6), plain_fraction=0.0).pattern == MOTTLED).any()
+    batch = make_batch(48, 32, torch.Generator().manual_seed(6), plain_fraction=0.0, mottled=1.0)
+    assert (batch.pattern == MOTTLED).all()
+    lin = torch.linspace(-1.5, 1.5, 64)
+    v, u = torch.meshgrid(lin, lin, indexing="ij")
+    n = 32
+    grid = lambda t: t.expand(n, 64, 64)
+    masks = {name: _pattern_mask(grid(u), grid(v), torch.ones(n, 1, 1), torch.full((n,), PATTERNS.index(name)), 64,
+                                 torch.Generator().manual_seed(7)) for name in ("stripes", "mottled")}
+    coverage = masks["mottled"].mean((1, 2))
+    assert ((coverage > 0.15) & (coverage < 0.85)).all(), f"both colours show: {coverage.tolist()}"
+    mottled, stripes = _orientation_coherence(masks["mottled"]), _orientation_coherence(masks["stripes"])
+    assert stripes.median() > 0.85 and mottled.median() < 0.45 and mottled.max() < 0.7, (stripes, mottled)
+    matches = caption_matches(batch)
+    stripe_captions = batch.cap_pattern == PATTERNS.index("stripes")
+    assert not matches[:, stripe_captions].any(), "no stripes caption is true of blotches"
+    words = PATTERN_NOUNS["mottled"] + PATTERN_ADJECTIVES["mottled"]
+    named = [t for t, p in zip(batch.captions, batch.cap_pattern) if p == MOTTLED]
+    assert named and all(any(w in t for w in words) for t in named)
 
 
 def _load_script():

@@ -1,7 +1,7 @@
 """Procedural image/caption pairs about colours and patterns (training data of the tiny CLIP).
 
 Each sample is one object (circle, polygon, star, blob, or a close-up filling the frame) with a
-main colour and a pattern (plain, stripes, checkerboard, dots) in a second colour, seen through
+main colour and a pattern (plain, stripes, checkerboard, dots; mottled on request) in a second colour, seen through
 a random perspective, on a random background, sometimes shaded like a lit 3D surface on white
 (the look of a rendered mesh). Everything is generated in batches with torch from an explicit
 ``torch.Generator``, so a seed fixes the data exactly.
@@ -49,11 +49,16 @@ COLOUR_NAMES = tuple(COLOURS)
 # name no colour (see _blended_twins).
 OFF_PALETTE = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.85, 0.85], [0.05, 0.6, 0.65], [0.3, 0.95, 1.0]])
 CHROMATIC = torch.tensor([name not in ("white", "black", "gray") for name in COLOURS])
-PATTERNS = ("plain", "stripes", "checkerboard", "dots")
+PATTERNS = ("plain", "stripes", "checkerboard", "dots", "mottled")
+# Patterns drawn for every picture; "mottled" (irregular blotches, the look an optimizer reaches
+# for "blue and white stripes" when its CLIP cannot tell stripes from blotches) only for a share
+# asked for (make_batch's ``mottled``), so models trained without it draw the same data as before.
+REGULAR_PATTERNS = 4
+MOTTLED = PATTERNS.index("mottled")
 PATTERN_NOUNS = {"stripes": ("stripes",), "checkerboard": ("a checkerboard pattern", "checks", "squares"),
-                 "dots": ("dots", "polka dots", "spots")}
+                 "dots": ("dots", "polka dots", "spots"), "mottled": ("blotches", "patches", "camouflage")}
 PATTERN_ADJECTIVES = {"plain": ("plain", "solid"), "stripes": ("striped",), "checkerboard": ("checkered", "checkerboard"),
-                      "dots": ("dotted", "spotted", "polka dot")}
+                      "dots": ("dotted", "spotted", "polka dot"), "mottled": ("mottled", "blotchy", "patchy")}
 NOUNS = ("object", "thing", "shape", "object", "surface", "sculpture", "image", "picture")
 # What the geometry of a rendered 3D surface shows (text2mesh.guidance.synthetic_shapes draws them).
 SURFACES = ("smooth", "spiky", "bumpy", "ridged", "wavy")
@@ -94,14 +99,17 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
-def _labels(n: int, g: torch.Generator, plain_fraction: float,
-            bw_second: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _labels(n: int, g: torch.Generator, plain_fraction: float, bw_second: float = 0.5,
+            mottled: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Main colour [n], pattern [n], second colour [n] (-1 when plain, never equal to the main;
-    white or black with probability ``bw_second``)."""
+    white or black with probability ``bw_second``); ``mottled``: share of the patterned ones
+    made mottled (0: no random numbers drawn for it)."""
     k = len(COLOUR_NAMES)
     colour = torch.randint(0, k, (n,), generator=g)
     patterned = torch.rand(n, generator=g) >= plain_fraction
-    pattern = torch.where(patterned, torch.randint(1, len(PATTERNS), (n,), generator=g), torch.zeros_like(colour))
+    pattern = torch.where(patterned, torch.randint(1, REGULAR_PATTERNS, (n,), generator=g), torch.zeros_like(colour))
+    if mottled > 0:
+        pattern = torch.where(patterned & (torch.rand(n, generator=g) < mottled), MOTTLED, pattern)
     bw = torch.tensor([COLOUR_NAMES.index("white"), COLOUR_NAMES.index("black")])
     second = torch.where(torch.rand(n, generator=g) < bw_second, bw[torch.randint(0, 2, (n,), generator=g)],
                          torch.randint(0, k, (n,), generator=g))
@@ -196,8 +204,24 @@ def _pattern_mask(u: torch.Tensor, v: torch.Tensor, scale: torch.Tensor, pattern
     dot_r = _uniform(n, 0.22, 0.38, g)[:, None, None]
     dist = torch.sqrt((torch.remainder(a, 1.0) - 0.5) ** 2 + (torch.remainder(b, 1.0) - 0.5) ** 2)
     dots = torch.sigmoid(4 * sharp * (dot_r - dist))
-    options = torch.stack([torch.zeros_like(u), stripes, checker, dots], dim=1)
-    return options[torch.arange(n), pattern]
+    options = [torch.zeros_like(u), stripes, checker, dots]
+    if bool((pattern == MOTTLED).any()):
+        options.append(torch.sigmoid(sharp * _blotches(a, b, g)))
+    return torch.stack(options, dim=1)[torch.arange(n), pattern]
+
+
+def _blotches(a: torch.Tensor, b: torch.Tensor, g: torch.Generator, waves: int = 5) -> torch.Tensor:
+    """A smooth random field [n,H,W] over pattern coordinates a, b [n,H,W] (period-1 units), a
+    sum of ``waves`` plane waves in directions spread over the half-turn: its sign makes
+    irregular blotches about as large as a stripe, with no direction of their own."""
+    n = a.shape[0]
+    spread = torch.arange(waves, dtype=torch.float32).view(1, waves, 1, 1) * (math.pi / waves)
+    jitter = _uniform(n * waves, -0.25, 0.25, g).view(n, waves, 1, 1) * (math.pi / waves)
+    angle = _uniform(n, 0.0, math.pi, g).view(n, 1, 1, 1) + spread + jitter
+    freq = _uniform(n * waves, 0.6, 1.2, g).view(n, waves, 1, 1) * math.pi
+    phase = _uniform(n * waves, 0.0, 2 * math.pi, g).view(n, waves, 1, 1)
+    along = torch.cos(angle) * a[:, None] + torch.sin(angle) * b[:, None]
+    return torch.sin(freq * along + phase).sum(1) / math.sqrt(waves / 2)
 
 
 def _shading(u: torch.Tensor, v: torch.Tensor, radius: torch.Tensor, g: torch.Generator,
@@ -323,17 +347,17 @@ def captions_for(colour: torch.Tensor, second: torch.Tensor, pattern: torch.Tens
 
 def make_batch(n: int, size: int = 96, generator: torch.Generator | None = None, plain_fraction: float = 0.4,
                white_background: float = 0.4, shaded: float = 0.5, bw_second: float = 0.5,
-               tint: float = 0.0, blends: float = 0.0) -> SyntheticBatch:
+               tint: float = 0.0, blends: float = 0.0, mottled: float = 0.0) -> SyntheticBatch:
     """Generate ``n`` image/caption pairs of ``size``² pixels (more with ``blends``).
 
     plain_fraction: share of plain objects; white_background / shaded: shares of white
     backgrounds and of lit 3D-looking surfaces (the look of a rendered mesh); bw_second: share
     of patterns whose second colour is white or black; tint: see :func:`_colour_values`;
     blends: share of the patterned pictures that get a blended twin (see :func:`_blended_twins`),
-    appended after the ``n``.
+    appended after the ``n``; mottled: share of the patterned pictures drawn mottled.
     """
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    colour, pattern, second = _labels(n, g, plain_fraction, bw_second)
+    colour, pattern, second = _labels(n, g, plain_fraction, bw_second, mottled)
     x, y = _perspective_grid(n, size, g)
     u, v, scale = _local_frame(x, y, g)
     shape = torch.multinomial(torch.tensor([0.3, 0.2, 0.1, 0.25, 0.15]), n, replacement=True, generator=g)
@@ -400,7 +424,7 @@ def caption_matches(batch: SyntheticBatch) -> torch.Tensor:
     no flat 2D picture has)."""
     c1, c2, p = batch.colour[:, None], batch.second[:, None], batch.pattern[:, None]
     mc, ms, mp = batch.cap_colour[None], batch.cap_second[None], batch.cap_pattern[None]
-    symmetric = (p == 1) | (p == 2)
+    symmetric = (p == 1) | (p == 2) | (p == MOTTLED)
     straight = ((mc < 0) | (mc == c1)) & ((ms < 0) | (ms == c2))
     swapped = symmetric & ((mc < 0) | (mc == c2)) & ((ms < 0) | (ms == c1))
     surface = (batch.cap_surface[None] < 0) | (batch.cap_surface[None] == batch.surface[:, None])
@@ -417,6 +441,9 @@ def surface_prompts() -> list[str]:
     return [_a(f"{name} object") for name in SURFACES]
 
 
-def pattern_prompts() -> list[str]:
-    """Zero-shot class prompts, one per pattern in PATTERNS order."""
-    return ["a plain object", "an object with stripes", "an object with a checkerboard pattern", "an object with dots"]
+def pattern_prompts(count: int = REGULAR_PATTERNS) -> list[str]:
+    """Zero-shot class prompts, one per pattern in PATTERNS order, for the first ``count`` patterns
+    (by default the regular ones every model saw; len(PATTERNS) with mottled ones)."""
+    prompts = ["a plain object", "an object with stripes", "an object with a checkerboard pattern",
+               "an object with dots", "an object with blotches"]
+    return prompts[:count]

@@ -228,9 +228,11 @@ def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g:
         mask = (torch.sin(math.pi * a) > 0).float()
     elif name == "checkerboard":
         mask = (torch.sin(math.pi * a) * torch.sin(math.pi * b) > 0).float()
-    else:  # dots: near the points of a lattice
+    elif name == "dots":  # near the points of a lattice
         cell = torch.remainder(vertices / period, 1.0) - 0.5
         mask = (cell.norm(dim=1) < 0.3).float()
+    else:
+        raise ValueError(f"no 3D drawing of the {name} pattern (flat pictures only)")
     return c1 * (1 - mask[:, None]) + c2 * mask[:, None]
 
 
