@@ -90,3 +90,4 @@ def test_stripes_score_high_with_their_bands_and_blotches_score_low(sphere):
     assert stripes > 0.7 and bands >= 5
     assert blotches < 0.3
     assert gradient > 0.9 and gradient_bands <= 2  # one axis explains it, but it is not striped
+    assert stripe_score(blue.expand(len(vertices), 3), vertices) == (0.0, 0), "plain blue is not striped"

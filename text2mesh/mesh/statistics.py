@@ -138,10 +138,14 @@ def stripe_score(colours: Tensor, vertices: Tensor, bins: int = 48, directions: 
     share of the colour's variance that the bin means explain (R^2) is 1 when colour depends on
     that coordinate only (parallel stripes, a gradient) and low for blotches or dots. Returns the
     best axis's share and the number of colour bands along it (sign changes of the binned
-    profile around its mean, + 1), so a single gradient (1-2 bands) is told from stripes.
+    profile around its mean, + 1), so a single gradient (1-2 bands) is told from stripes. A colour
+    that does not vary (per-vertex spread under ``1e-3``) has no stripes: (0.0, 0), not the share
+    its rounding noise would give.
     """
     centred = colours - colours.mean(0)
-    total = centred.pow(2).sum().clamp(min=1e-12)
+    if float(centred.pow(2).sum(1).mean()) < 1e-6:
+        return 0.0, 0
+    total = centred.pow(2).sum()
     principal = torch.linalg.svd(centred, full_matrices=False).Vh[0]  # [3] the colour's main axis
     best, bands = 0.0, 0
     for axis in _sphere_directions(directions):
