@@ -8,9 +8,8 @@ the medians. Also:
 - ``help_seconds``: ``text2mesh --help`` (median of the same rounds);
 - ``error_seconds``: a stylize command with a missing mesh file (answered before torch loads);
 - ``strokes_gif_vs_run``: writing ``strokes.gif`` over the strokes run's optimization time (the
-  README's strokes example: 120 iterations at 256x256 with the tiny CLIP), in this process.
-
-- ``optimizer_floor_seconds``: ``import torch`` and one ``torch.optim.Adam``: since torch 2.x an
+  README's strokes example: 120 iterations at 256x256 with the tiny CLIP), in this process;
+- ``optimizer_floor_seconds``: ``import torch`` and one ``torch.optim.Adam``: in torch 2.14 an
   optimizer's first ``add_param_group`` imports ``torch._dynamo`` (``torch._compile._disable_dynamo``;
   1.1-1.5 s on 2 cores), so no tool that optimizes with torch.optim starts faster;
 - ``library_floor_seconds``: that, plus importing the libraries a run stands on (open_clip, which

@@ -1,9 +1,9 @@
 """Procedural image/caption pairs about colours and patterns (training data of the tiny CLIP).
 
 Each sample is one object (circle, polygon, star, blob, or a close-up filling the frame) with a
-main colour and a pattern (plain, stripes, checkerboard, dots; mottled on request) in a second colour, seen through
-a random perspective, on a random background, sometimes shaded like a lit 3D surface on white
-(the look of a rendered mesh). Everything is generated in batches with torch from an explicit
+main colour and a pattern (plain, stripes, checkerboard, dots; mottled on request) in a second
+colour, seen through a random perspective, on a random background, sometimes shaded like a lit
+3D surface on white (the look of a rendered mesh). Everything is generated in batches with torch from an explicit
 ``torch.Generator``, so a seed fixes the data exactly.
 
 Captions come from several templates and name some of the attributes ("a red object",
@@ -53,8 +53,8 @@ PATTERNS = ("plain", "stripes", "checkerboard", "dots", "mottled")
 # Patterns drawn for every picture; "mottled" (irregular blotches, the look an optimizer reaches
 # for "blue and white stripes" when its CLIP cannot tell stripes from blotches) only for a share
 # asked for (make_batch's ``mottled``), so models trained without it draw the same data as before.
-REGULAR_PATTERNS = 4
 MOTTLED = PATTERNS.index("mottled")
+REGULAR_PATTERNS = MOTTLED  # how many patterns come before it
 PATTERN_NOUNS = {"stripes": ("stripes",), "checkerboard": ("a checkerboard pattern", "checks", "squares"),
                  "dots": ("dots", "polka dots", "spots"), "mottled": ("blotches", "patches", "camouflage")}
 PATTERN_ADJECTIVES = {"plain": ("plain", "solid"), "stripes": ("striped",), "checkerboard": ("checkered", "checkerboard"),
