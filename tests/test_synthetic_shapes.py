@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 
 from text2mesh.guidance.synthetic import (
+    COLOUR_NAMES,
+    MOTTLED,
+    PATTERNS,
     SURFACES,
     SyntheticBatch,
     caption_matches,
@@ -20,7 +23,9 @@ from text2mesh.guidance.synthetic_shapes import (
     pits,
     render_bank,
     speckles,
+    surface_colours,
 )
+from text2mesh.mesh.statistics import stripe_score
 
 
 def test_bases_are_closed_surfaces_on_the_unit_sphere():
@@ -126,3 +131,24 @@ def test_pits_are_inward_spikes_named_by_no_surface_word():
     same = render_bank(base_meshes(16, torch.Generator().manual_seed(7), subdivisions=3), torch.Generator().manual_seed(7),
                        views=1, passes=1, size=32, speckled_fraction=0.0)
     assert (same.surface >= 0).all()  # without pits (the default) no mesh is left unnamed
+
+
+def test_mottled_surfaces_are_painted_with_blotches_that_have_no_stripe_axis():
+    ((vertices, _),) = base_meshes(1, torch.Generator().manual_seed(8), subdivisions=4, kinds=("ellipsoid",))
+    blue, white = COLOUR_NAMES.index("blue"), COLOUR_NAMES.index("white")
+
+    def painted(pattern: str, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return surface_colours(vertices, blue, white, PATTERNS.index(pattern), g)
+
+    for seed in range(6):
+        mottled, stripes = painted("mottled", seed), painted("stripes", seed)
+        second = (mottled.mean(1) > 0.8).float().mean()  # white share: both colours show
+        assert 0.1 < second < 0.9, (seed, second)
+        assert stripe_score(mottled, vertices)[0] < 0.5 < stripe_score(stripes, vertices)[0], seed
+    g = torch.Generator().manual_seed(9)
+    bank = render_bank(base_meshes(12, g, subdivisions=3), g, views=1, passes=3, size=32, mottled=1.0)
+    assert (bank.pattern == MOTTLED).any()
+    quiet = render_bank(base_meshes(12, torch.Generator().manual_seed(9), subdivisions=3),
+                        torch.Generator().manual_seed(9), views=1, passes=3, size=32)
+    assert not (quiet.pattern == MOTTLED).any()  # drawn only when asked for, as the flat pictures are

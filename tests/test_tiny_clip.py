@@ -14,6 +14,7 @@ from text2mesh.guidance.clip import (
     TINY_COLOUR,
     TINY_JUDGE,
     TINY_MODEL,
+    TINY_SHAPE,
     load_clip,
     tiny_checkpoint_path,
 )
@@ -224,3 +225,24 @@ def test_training_script_is_deterministic_and_its_output_loads(tmp_path):
     a, b = torch.load(first), torch.load(second)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_clip(TINY_COLOUR, checkpoint=first).image_size == load_clip(TINY_COLOUR).image_size
+
+
+def test_second_stage_fine_tunes_the_first_and_a_checkpoint_reproduces_it(tmp_path):
+    """The shape model's command runs two stages; starting from the first stage's saved checkpoint
+    (--init) with the same flags gives the same weights, so a stage can be rerun on its own."""
+    script = _load_script()
+    flags = ["--model", TINY_SHAPE, "--steps", "2", "--batch", "8", "--warmup", "1", "--shape-batch", "4",
+             "--bank-meshes", "3", "--threads", "1"]
+    args = script.parse_args(flags)
+    stage = script.second_stage(args)
+    assert args.mottled == 0 and stage.mottled > 0 and stage.lr < args.lr  # the fine-tune's own settings
+    assert stage.steps == 2  # but flags given hold for both stages
+    assert script.second_stage(script.parse_args(flags + ["--first-stage-only"])) is None
+    first = script.train(args)
+    script.save_checkpoint(first, tmp_path / "first.pt")
+    both = script.train(stage, script.half_state(first)).state_dict()
+    resumed = script.parse_args(flags + ["--init", str(tmp_path / "first.pt")])
+    assert script.second_stage(resumed) is None and resumed.mottled == stage.mottled and resumed.lr == stage.lr
+    again = script.train(resumed, torch.load(tmp_path / "first.pt")).state_dict()
+    assert all(torch.equal(both[k], again[k]) for k in both)
+    assert any(not torch.equal(both[k], first.state_dict()[k]) for k in both)  # it did train on

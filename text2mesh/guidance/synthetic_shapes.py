@@ -232,8 +232,21 @@ def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g:
         cell = torch.remainder(vertices / period, 1.0) - 0.5
         mask = (cell.norm(dim=1) < 0.3).float()
     else:
-        raise ValueError(f"no 3D drawing of the {name} pattern (flat pictures only)")
+        field, cut = _blotch_field(vertices / period, g), float(torch.rand((), generator=g))
+        veins = float(torch.rand((), generator=g)) < 0.5  # winding lines of the second colour, else blobs
+        mask = ((field.abs() < 0.4 + 0.5 * cut) if veins else (field > cut)).float()
     return c1 * (1 - mask[:, None]) + c2 * mask[:, None]
+
+
+def _blotch_field(points: Tensor, g: torch.Generator, waves: int = 6) -> Tensor:
+    """A smooth random field [V] over points [V, 3] (period-1 units): a sum of ``waves`` plane
+    waves in random directions (standard deviation about 1.7). Its level sets make irregular
+    blotches about as wide as a stripe and, near zero, winding veins, running every way: the
+    marbling an optimizer paints for "stripes" when its CLIP cannot tell stripes from blotches."""
+    directions = F.normalize(torch.randn(waves, 3, generator=g), dim=1)
+    freq = math.pi * (0.6 + 0.6 * torch.rand(waves, generator=g))
+    phase = 2 * math.pi * torch.rand(waves, generator=g)
+    return torch.sin(points @ directions.T * freq + phase).sum(1)
 
 
 def render_bank(
@@ -251,6 +264,7 @@ def render_bank(
     close_up_crop: tuple[float, float] = (0.07, 0.15),
     pitted_fraction: float = 0.0,
     surfaces: Tensor | None = None,
+    mottled: float = 0.0,
 ) -> ShapeBank:
     """Displace, colour and render every mesh: ``views`` x ``passes`` samples per mesh.
 
@@ -266,6 +280,8 @@ def render_bank(
     surface -1): the spikes turned inward, which "spiky" must not mean.
     ``surfaces`` [len(meshes)] int64 gives each mesh its surface (index into :data:`SURFACES`)
     instead of drawing it (and none is speckled or pitted): a balanced evaluation set.
+    ``mottled``: share of the patterned colour passes painted with blotches (see
+    :func:`~text2mesh.guidance.synthetic._labels`; 0 draws the same data as before it existed).
     """
     renderer = renderer or Renderer(antialias=False)
     images, colour, second, pattern, surface = [], [], [], [], []
@@ -280,7 +296,7 @@ def render_bank(
         if kind >= 0:
             offsets = displacement(vertices, kind, g)
         displaced = unit_sphere(vertices + vertex_normals(vertices, faces) * offsets[:, None])
-        c, p, s = _labels(passes, g, plain_fraction=0.45)
+        c, p, s = _labels(passes, g, plain_fraction=0.45, mottled=mottled)
         grey = torch.rand(passes, generator=g) < grey_fraction
         c, p, s = torch.where(grey, GREY, c), torch.where(grey, 0, p), torch.where(grey, -1, s)
         colours = torch.stack([surface_colours(displaced, int(ci), int(si), int(pi), g, tint)
