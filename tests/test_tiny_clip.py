@@ -15,6 +15,7 @@ from text2mesh.guidance.clip import (
     TINY_JUDGE,
     TINY_MODEL,
     TINY_SHAPE,
+    import_open_clip,
     load_clip,
     tiny_checkpoint_path,
 )
@@ -246,3 +247,23 @@ def test_second_stage_fine_tunes_the_first_and_a_checkpoint_reproduces_it(tmp_pa
     again = script.train(resumed, torch.load(tmp_path / "first.pt")).state_dict()
     assert all(torch.equal(both[k], again[k]) for k in both)
     assert any(not torch.equal(both[k], first.state_dict()[k]) for k in both)  # it did train on
+
+
+def test_paired_pattern_loss_rewards_the_prompt_with_the_samples_own_colours_and_pattern():
+    script = _load_script()
+    open_clip = import_open_clip()
+    torch.manual_seed(0)
+    model, tokenizer = open_clip.create_model(TINY_SHAPE), open_clip.get_tokenizer(TINY_SHAPE)
+    batch = make_batch(24, 32, torch.Generator().manual_seed(3), plain_fraction=0.0, mottled=0.3)
+    with torch.no_grad():
+        def described(pattern_of) -> torch.Tensor:  # each sample embedded as the text naming its colours
+            texts = [f"{COLOUR_NAMES[int(c)]} and {COLOUR_NAMES[int(s)]} {noun}" for c, s, noun in
+                     zip(batch.colour, batch.second, map(pattern_of, batch.pattern.tolist()))]
+            return torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+
+        nouns = {1: "stripes", 2: "checks", 3: "dots", 4: "blotches"}
+        right = described(lambda p: nouns[p])
+        wrong = described(lambda p: nouns[p % 4 + 1])
+        loss = [script.paired_pattern_loss(emb, model.logit_scale, batch, model, tokenizer, len(PATTERNS), 24,
+                                           torch.Generator().manual_seed(0)) for emb in (right, wrong)]
+    assert loss[0] < 0.5 * loss[1], loss
