@@ -5,7 +5,8 @@ the standard open_clip tokenizer, saved as an fp16 state dict that ``load_clip(n
 through open_clip's usual "config name + local checkpoint file" path:
 
 - ``text2mesh-tiny-colour``: a ViT (48x48 input) on flat pictures of colours and patterns;
-- ``text2mesh-tiny-shape``: a ResNet (64x64) on those and on rendered 3D surfaces;
+- ``text2mesh-tiny-shape``: a ResNet (64x64) on those and on rendered 3D surfaces, then fine-tuned
+  with blotches among the patterns (two stages, see the history below);
 - ``text2mesh-tiny-judge``: a ResNet at other widths, seed and data split, to score only.
 
 The offline guide ``text2mesh-tiny`` is the ensemble of the first two (``ClipEnsemble``: the mean

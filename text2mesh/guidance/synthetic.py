@@ -52,7 +52,8 @@ CHROMATIC = torch.tensor([name not in ("white", "black", "gray") for name in COL
 PATTERNS = ("plain", "stripes", "checkerboard", "dots", "mottled")
 # Patterns drawn for every picture; "mottled" (irregular blotches, the look an optimizer reaches
 # for "blue and white stripes" when its CLIP cannot tell stripes from blotches) only for a share
-# asked for (make_batch's ``mottled``), so models trained without it draw the same data as before.
+# asked for (``mottled`` of make_batch and of synthetic_shapes.render_bank), so models trained
+# without it draw the same data as before.
 MOTTLED = PATTERNS.index("mottled")
 REGULAR_PATTERNS = MOTTLED  # how many patterns come before it
 PATTERN_NOUNS = {"stripes": ("stripes",), "checkerboard": ("a checkerboard pattern", "checks", "squares"),

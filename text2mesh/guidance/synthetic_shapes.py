@@ -231,7 +231,7 @@ def surface_colours(vertices: Tensor, colour: int, second: int, pattern: int, g:
     elif name == "dots":  # near the points of a lattice
         cell = torch.remainder(vertices / period, 1.0) - 0.5
         mask = (cell.norm(dim=1) < 0.3).float()
-    else:
+    else:  # mottled
         field, cut = _blotch_field(vertices / period, g), float(torch.rand((), generator=g))
         veins = float(torch.rand((), generator=g)) < 0.5  # winding lines of the second colour, else blobs
         mask = ((field.abs() < 0.4 + 0.5 * cut) if veins else (field > cut)).float()
