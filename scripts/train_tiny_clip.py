@@ -146,8 +146,10 @@ first stage made 3 (mean detail skewness 0.0 against -1.6); scripts/bench_steeri
 spiky over smooth roughness 572x (827x), sizes 0.98-1.02; the whole test suite holds. The same
 400 steps without the blotches (``--mottled 0``): surface 0.631 and studs in 3 runs of 12, as
 before; with pitted surfaces as negatives too (``--pits 0.1``): surface 0.631, pits on the sphere
-in all 6 runs and the vase barely rough. So the blotches on rendered surfaces, not the extra
-steps, moved surface and spikes. They did not bring stripes: "blue and white stripes" still
+in all 6 runs and the vase barely rough; with twice the blotches (``--mottled 0.6``): surface
+0.631 and "a spiky object" left the sphere nearly smooth (roughness 2e-5 to 8e-4). So the
+blotches on rendered surfaces, not the extra steps, moved surface and spikes, and their share is
+not a dial to turn up; how much of the 0.667 is this draw's luck is not known (one seed). They did not bring stripes: "blue and white stripes" still
 comes out as blue and white marbling (stripe score 0.12). Both the first and the second stage
 classify that marbling as a checkerboard (0.88-0.99 of the softmax over the five pattern
 prompts) and score painted horizontal stripes above it against the prompt (ensemble 0.33-0.34
