@@ -149,8 +149,9 @@ before; with pitted surfaces as negatives too (``--pits 0.1``): surface 0.631, p
 in all 6 runs and the vase barely rough; with twice the blotches (``--mottled 0.6``): surface
 0.631 and "a spiky object" left the sphere nearly smooth (roughness 2e-5 to 8e-4). So the
 blotches on rendered surfaces, not the extra steps, moved surface and spikes, and their share is
-not a dial to turn up; how much of the 0.667 is this draw's luck is not known (one seed). They did not bring stripes: "blue and white stripes" still
-comes out as blue and white marbling (stripe score 0.12). Both the first and the second stage
+not a dial to turn up; how much of the 0.667 is this draw's luck is not known (one seed). They
+did not bring stripes: "blue and white stripes" still comes out as blue and white marbling
+(stripe score 0.12). Both the first and the second stage
 classify that marbling as a checkerboard (0.88-0.99 of the softmax over the five pattern
 prompts) and score painted horizontal stripes above it against the prompt (ensemble 0.33-0.34
 against 0.31-0.32), so the optimizer stops short of the stripes the model prefers; with the
@@ -303,8 +304,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.arch = args.model if args.config is None else args.config.stem
     args.bases = JUDGE_BASE_KINDS if judge else BASE_KINDS
     args.bw_second = 0.2 if judge else 0.5
-    args.patterns = len(PATTERNS) if args.mottled else REGULAR_PATTERNS
     return args
+
+
+def pattern_count(args: argparse.Namespace) -> int:
+    """How many PATTERNS a run's class loss and evaluation tell apart: the regular ones, and the
+    mottled one when it is drawn."""
+    return len(PATTERNS) if args.mottled else REGULAR_PATTERNS
 
 
 def second_stage(args: argparse.Namespace) -> argparse.Namespace | None:
@@ -317,7 +323,6 @@ def second_stage(args: argparse.Namespace) -> argparse.Namespace | None:
     for key, value in FINE_TUNES[args.model].items():
         if key not in args.given:
             setattr(stage, key, value)
-    stage.patterns = len(PATTERNS) if stage.mottled else REGULAR_PATTERNS
     return stage
 
 
@@ -553,10 +558,10 @@ def train(args: argparse.Namespace, init: dict[str, torch.Tensor] | None = None)
         loss = contrastive_loss(image_emb, text_emb, model.logit_scale, caption_matches(batch))
         if args.class_weight:
             loss = loss + args.class_weight * class_loss(image_emb, model.logit_scale, batch, model, tokenizer,
-                                                         args.patterns)
+                                                         pattern_count(args))
         if args.pattern_pairs:
             loss = loss + args.class_weight * paired_pattern_loss(image_emb, model.logit_scale, batch, model, tokenizer,
-                                                                  args.patterns, args.pattern_pairs, data)
+                                                                  pattern_count(args), args.pattern_pairs, data)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -565,7 +570,7 @@ def train(args: argparse.Namespace, init: dict[str, torch.Tensor] | None = None)
                   f"{time.time() - start:6.1f}s", flush=True)
         if args.eval_every and step > 0 and step % args.eval_every == 0:
             frozen = frozen_copy(model, tokenizer, args.arch)
-            scores = evaluate(frozen, 220, args.image_size, args.seed + 10_000, surfaces, args.patterns)
+            scores = evaluate(frozen, 220, args.image_size, args.seed + 10_000, surfaces, pattern_count(args))
             if bank is not None:
                 scores["surface_training_meshes"] = training_surface_accuracy(frozen, bank, data)
             print_scores(scores)
@@ -593,11 +598,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if stage is not None:
         print(f"second stage: {FINE_TUNES[args.model]}", flush=True)
         model = train(stage, half_state(model))
+    patterns = pattern_count(stage or args)  # as the last stage trained them
     save_checkpoint(model, args.out)
     minutes = (time.time() - start) / 60
     clip = load_clip(args.arch, checkpoint=args.out)
     surfaces = surface_eval_banks(args.seed + 20_000)
-    scores = evaluate(clip, args.eval_n, args.image_size, args.seed + 10_000, surfaces, args.patterns)
+    scores = evaluate(clip, args.eval_n, args.image_size, args.seed + 10_000, surfaces, patterns)
     size_mb = args.out.stat().st_size / 2**20
     print(f"saved {args.out} ({size_mb:.1f} MB) after {minutes:.1f} min")
     print_scores(scores)
@@ -605,7 +611,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         others = [name for name in ENSEMBLES[TINY_MODEL] if name != args.model]
         print(f"{TINY_MODEL}, the ensemble with the shipped {' and '.join(others)}:")
         ensemble = load_ensemble(TINY_MODEL, {args.model: clip})
-        print_scores(evaluate(ensemble, args.eval_n, args.image_size, args.seed + 10_000, surfaces, args.patterns))
+        print_scores(evaluate(ensemble, args.eval_n, args.image_size, args.seed + 10_000, surfaces, patterns))
     return scores
 
 
