@@ -294,6 +294,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.config is not None and args.out is None:
         parser.error("--config trains another architecture: say where to write it with --out")
+    if args.init is not None and not args.init.is_file():
+        parser.error(f"--init {args.init}: no such checkpoint file")
     judge = args.model == TINY_JUDGE
     args.given = frozenset(key for key, value in vars(args).items() if value is not None)  # flags set on the command line
     defaults = MODEL_DEFAULTS[args.model] | (FINE_TUNES.get(args.model, {}) if args.init is not None else {})
@@ -524,6 +526,12 @@ def train(args: argparse.Namespace, init: dict[str, torch.Tensor] | None = None)
     torch.manual_seed(args.seed)
     model = open_clip.create_model(args.arch, pretrained=None)
     if init is not None:
+        own = model.state_dict()
+        unfit = [k for k, v in own.items() if k not in init or init[k].shape != v.shape]
+        if unfit or init.keys() - own.keys():
+            raise SystemExit(f"the starting weights are not a {args.arch} checkpoint: {len(unfit)} of its "
+                             f"{len(own)} tensors missing or of another shape (e.g. {(unfit or ['none'])[0]}), "
+                             f"{len(init.keys() - own.keys())} extra")
         model.load_state_dict({k: v.float() for k, v in init.items()})
     model.train()
     tokenizer = open_clip.get_tokenizer(args.arch)

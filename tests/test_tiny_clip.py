@@ -267,3 +267,13 @@ def test_paired_pattern_loss_rewards_the_prompt_with_the_samples_own_colours_and
         loss = [script.paired_pattern_loss(emb, model.logit_scale, batch, model, tokenizer, len(PATTERNS), 24,
                                            torch.Generator().manual_seed(0)) for emb in (right, wrong)]
     assert loss[0] < 0.5 * loss[1], loss
+
+
+def test_a_starting_checkpoint_that_is_missing_or_of_another_model_is_refused_in_one_line(tmp_path, capsys):
+    script = _load_script()
+    with pytest.raises(SystemExit) as missing:
+        script.parse_args(["--init", str(tmp_path / "nope.pt")])
+    assert missing.value.code == 2 and "--init" in capsys.readouterr().err.splitlines()[-1]
+    args = script.parse_args(["--init", str(tiny_checkpoint_path(TINY_SHAPE)), "--steps", "1"])  # the colour ViT
+    with pytest.raises(SystemExit, match=r"^the starting weights are not a text2mesh-tiny-colour checkpoint: \d+ of"):
+        script.train(args, torch.load(tiny_checkpoint_path(TINY_SHAPE)))
